@@ -1,0 +1,29 @@
+"""SSH access to playground machines: the control plane's only way in.
+
+`connect` / `wait_until_ready` give a `Connection` (host key pinned) that runs commands,
+opens terminals, copies files and forwards ports. Failures surface as `AccessFailure`.
+"""
+
+from labyard.access.commands import ExecResult
+from labyard.access.keys import KeyPair, generate_keypair, public_key_of
+from labyard.access.pty import PtySession
+from labyard.access.ssh import (
+    Connection,
+    Forwarder,
+    Target,
+    connect,
+    wait_until_ready,
+)
+
+__all__ = [
+    "Connection",
+    "ExecResult",
+    "Forwarder",
+    "KeyPair",
+    "PtySession",
+    "Target",
+    "connect",
+    "generate_keypair",
+    "public_key_of",
+    "wait_until_ready",
+]

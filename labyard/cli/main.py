@@ -1,0 +1,58 @@
+"""The `labyard` command. Errors print `labyard: <sentence>` to stderr with a set exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import typer
+
+from labyard.cli import images, machines, playgrounds
+from labyard.cli._common import err, print_json, run
+from labyard.errors import LabyardError, ManifestError
+
+cli = typer.Typer(
+    name="labyard",
+    help="Disposable Linux playgrounds with real machines, on one host.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(images.app, name="image")
+cli.add_typer(playgrounds.app, name="playground")
+cli.command("ssh")(machines.ssh)
+cli.command("exec")(machines.exec_)
+cli.command("cp")(machines.cp)
+cli.command("port-forward")(machines.port_forward)
+
+
+@cli.command()
+def reconcile(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Destroy expired playgrounds and remove what no playground owns from the host."""
+    from labyard.services import reconcile as reconcile_round
+
+    report = run(lambda labyard: reconcile_round(labyard.playgrounds))
+    if as_json:
+        print_json(report.__dict__)
+    else:
+        for key, ids in report.__dict__.items():
+            if ids:
+                err.print(f"{key}: {', '.join(ids)}")
+
+
+def app(argv: list[str] | None = None) -> Any:
+    """Entry point: runs the CLI and turns labyard errors into messages and exit codes."""
+    try:
+        return cli(args=argv, standalone_mode=False)
+    except LabyardError as exc:
+        message = exc.message
+        if isinstance(exc, ManifestError):
+            message = "invalid manifest:\n" + "\n".join(f"  {p}" for p in exc.problems)
+        err.print(f"labyard: {message}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # usage errors: wrong options or arguments
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        err.print("labyard: interrupted")
+        sys.exit(130)

@@ -1,0 +1,107 @@
+"""`labyard playground start|list|status|stop|restart|destroy|schema`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from labyard.cli._common import err, out, print_json, run
+from labyard.manifest import json_schema, load_manifest
+from labyard.services import Labyard, Playground
+
+app = typer.Typer(help="Start and manage playgrounds.", no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _remaining(playground: Playground) -> str:
+    seconds = int((playground.expires_at - datetime.now(UTC)).total_seconds())
+    if seconds <= 0:
+        return "expired"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _table(playgrounds: list[Playground]) -> Table:
+    table = Table("ID", "NAME", "STATE", "MACHINES", "EXPIRES IN")
+    for p in playgrounds:
+        machines = ", ".join(f"{m.name} {m.address} ({m.state})" for m in p.machines)
+        table.add_row(p.id, p.name, p.state, machines, _remaining(p))
+    return table
+
+
+@app.command()
+def start(
+    name_or_manifest: str = typer.Argument(..., help="A built-in playground or a manifest file."),
+    lifetime: int = typer.Option(None, help="Lifetime in seconds (default: the manifest's)."),
+    as_json: bool = JSON,
+) -> None:
+    """Start a playground; prints its id once every machine answers SSH."""
+    manifest = load_manifest(name_or_manifest)
+
+    async def work(labyard: Labyard) -> Playground:
+        with err.status(f"starting {manifest.name}…"):
+            return await labyard.playgrounds.start(manifest, lifetime_s=lifetime)
+
+    playground = run(work)
+    if as_json:
+        print_json(playground.to_json())
+    else:
+        out.print(playground.id)
+        err.print(f"enter it with: labyard ssh {playground.id}")
+
+
+@app.command("list")
+def list_(as_json: bool = JSON) -> None:
+    """Playgrounds of this labyard (expired ones are removed first)."""
+    playgrounds = run(lambda labyard: labyard.playgrounds.list(), reconcile=True)
+    if as_json:
+        print_json([p.to_json() for p in playgrounds])
+    else:
+        out.print(_table(playgrounds))
+
+
+@app.command()
+def status(playground_id: str, as_json: bool = JSON) -> None:
+    """One playground, with the live state of each machine."""
+    playground = run(lambda labyard: labyard.playgrounds.get(playground_id))
+    if as_json:
+        print_json(playground.to_json())
+    else:
+        out.print(_table([playground]))
+
+
+@app.command()
+def stop(playground_id: str) -> None:
+    """Halt the machines; their disks are kept for `restart`."""
+    run(lambda labyard: labyard.playgrounds.stop(playground_id))
+    err.print(f"stopped {playground_id}")
+
+
+@app.command()
+def restart(playground_id: str) -> None:
+    """Start the machines again, with their disks as they were."""
+    run(lambda labyard: labyard.playgrounds.restart(playground_id))
+    err.print(f"restarted {playground_id}")
+
+
+@app.command()
+def destroy(playground_ids: list[str]) -> None:
+    """Remove playgrounds and everything they had on the host."""
+    for playground_id in playground_ids:
+        run(lambda labyard, pid=playground_id: labyard.playgrounds.destroy(pid))
+        err.print(f"destroyed {playground_id}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of playground manifests."""
+    out.print(json_schema(), soft_wrap=True)
+
+
+@app.command()
+def validate(manifest: str) -> None:
+    """Check a manifest file; prints every problem with its line."""
+    load_manifest(manifest)
+    err.print(f"{manifest}: ok")

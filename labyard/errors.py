@@ -1,0 +1,90 @@
+"""Every error labyard raises on purpose.
+
+    LabyardError                 message for the user, reason label, log detail
+    ├── InvalidInput             bad manifest, recipe or argument (CLI exit 2, HTTP 422)
+    │   └── ManifestError        names the file, line and field
+    ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
+    ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
+    ├── LimitExceeded            over a plan or host limit (exit 4, HTTP 429)
+    ├── RuntimeFailure           the sandbox world failed: runc, mounts, network (exit 5, HTTP 503)
+    │   └── ImageBuildFailed
+    └── AccessFailure            SSH into a machine failed (exit 5, HTTP 502)
+        └── CommandTimeout
+
+Subprocess, pyroute2 and asyncssh exceptions never escape `runtime/` or `access/`: they
+are translated here, with the original chained as the cause.
+"""
+
+from __future__ import annotations
+
+
+class LabyardError(Exception):
+    """Base error: `message` is safe to show a user, `detail` is for the log."""
+
+    reason = "error"
+    exit_code = 1
+    http_status = 500
+
+    def __init__(self, message: str, *, detail: str = "", reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(LabyardError):
+    reason = "invalid_input"
+    exit_code = 2
+    http_status = 422
+
+
+class ManifestError(InvalidInput):
+    """A manifest or recipe that does not validate; `problems` lists every one found."""
+
+    reason = "invalid_manifest"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class NotFound(LabyardError):
+    reason = "not_found"
+    exit_code = 3
+    http_status = 404
+
+
+class Conflict(LabyardError):
+    reason = "conflict"
+    exit_code = 4
+    http_status = 409
+
+
+class LimitExceeded(LabyardError):
+    reason = "limit_exceeded"
+    exit_code = 4
+    http_status = 429
+
+
+class RuntimeFailure(LabyardError):
+    reason = "runtime_failure"
+    exit_code = 5
+    http_status = 503
+
+
+class ImageBuildFailed(RuntimeFailure):
+    reason = "image_build_failed"
+
+
+class AccessFailure(LabyardError):
+    reason = "access_failure"
+    exit_code = 5
+    http_status = 502
+
+
+class CommandTimeout(AccessFailure):
+    reason = "command_timeout"

@@ -1,0 +1,86 @@
+"""Built images on disk: `<images_dir>/<name>-<digest>/{rootfs,image.json}`, read-only once built."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from labyard.errors import Conflict, NotFound
+from labyard.images.recipe import RECIPES_DIR, ResolvedRecipe, recipe_names, resolve
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    digest: str
+    path: Path
+    size_bytes: int
+    built_at: str
+    current: bool
+    """Built from the recipe as it is now (an older build stays usable until removed)."""
+    recipe: ResolvedRecipe
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+
+def image_dir(images_dir: Path, recipe: ResolvedRecipe) -> Path:
+    return images_dir / f"{recipe.name}-{recipe.digest}"
+
+
+def _read(path: Path, current_digest: str | None) -> Image | None:
+    try:
+        meta = json.loads((path / "image.json").read_text())
+    except (OSError, ValueError):
+        return None  # a build that never finished, or not ours
+    return Image(
+        name=meta["name"],
+        digest=meta["digest"],
+        path=path,
+        size_bytes=int(meta.get("size_bytes", 0)),
+        built_at=meta.get("built_at", ""),
+        current=meta["digest"] == current_digest,
+        recipe=ResolvedRecipe.model_validate(meta["recipe"]),
+    )
+
+
+def list_images(images_dir: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image]:
+    digests = {name: resolve(name, recipes_dir).digest for name in recipe_names(recipes_dir)}
+    found: list[Image] = []
+    for path in sorted(images_dir.glob("*-*")) if images_dir.exists() else []:
+        name = path.name.rsplit("-", 1)[0]
+        image = _read(path, digests.get(name))
+        if image is not None:
+            found.append(image)
+    return found
+
+
+def find_image(images_dir: Path, name: str, recipes_dir: Path = RECIPES_DIR) -> Image:
+    """The image built from the current recipe `name`; NotFound tells how to build it."""
+    recipe = resolve(name, recipes_dir)
+    image = _read(image_dir(images_dir, recipe), recipe.digest)
+    if image is None:
+        raise NotFound(f"image {name!r} is not built; run `labyard image build {name}`")
+    return image
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a running or stopped machine still has this image as its lower layer."""
+    with open("/proc/self/mountinfo") as mounts:
+        return any(f"lowerdir={path}/rootfs" in line for line in mounts)
+
+
+def remove_image(images_dir: Path, name: str) -> list[Image]:
+    """Remove every build of `name`; refused while a machine is using one."""
+    doomed = [i for i in list_images(images_dir) if i.name == name]
+    if not doomed:
+        raise NotFound(f"image {name!r} is not built")
+    for image in doomed:
+        if _in_use(image.path):
+            raise Conflict(f"image {name!r} is in use by a playground; destroy it first")
+    for image in doomed:
+        shutil.rmtree(image.path)
+    return doomed

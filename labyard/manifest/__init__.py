@@ -1,0 +1,68 @@
+"""Playground manifests: the models, loading with precise errors, and the built-in ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from labyard.errors import ManifestError, NotFound
+from labyard.manifest.models import InitTask, Machine, Manifest, Network, StartupFile
+from labyard.manifest.source import YamlSource, parse_yaml, read_yaml
+
+__all__ = [
+    "InitTask",
+    "Machine",
+    "Manifest",
+    "Network",
+    "StartupFile",
+    "builtin_names",
+    "json_schema",
+    "load_manifest",
+    "manifest_from_source",
+    "manifest_from_text",
+]
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def manifest_from_source(source: YamlSource) -> Manifest:
+    """Validate parsed YAML; every problem is reported at once, each with its line."""
+    if not isinstance(source.data, dict):
+        raise ManifestError([source.error((), "a manifest is a mapping of fields")])
+    try:
+        manifest = Manifest.model_validate(source.data)
+    except ValidationError as exc:
+        raise source.errors_from(exc) from exc
+    problems = manifest.reference_problems()
+    if problems:
+        raise ManifestError([source.error(loc, message) for loc, message in problems])
+    return manifest
+
+
+def load_manifest(name_or_path: str) -> Manifest:
+    """A built-in playground by name, or a manifest file by path."""
+    path = Path(name_or_path)
+    if name_or_path in builtin_names():
+        return manifest_from_source(read_yaml(BUILTIN_DIR / f"{name_or_path}.yaml"))
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.exists():
+            raise NotFound(f"manifest file {name_or_path} does not exist")
+        return manifest_from_source(read_yaml(path))
+    known = ", ".join(builtin_names())
+    raise NotFound(f"no built-in playground {name_or_path!r} (built-in: {known})")
+
+
+def manifest_from_text(text: str, name: str) -> Manifest:
+    return manifest_from_source(parse_yaml(text, name))
+
+
+def json_schema() -> str:
+    schema: dict[str, Any] = Manifest.model_json_schema()
+    return json.dumps(schema, indent=2)

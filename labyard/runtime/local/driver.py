@@ -1,0 +1,284 @@
+"""The `local` driver: each machine a runc system container on this host.
+
+Start order for one machine: disk (ext4 file, the disk limit) -> overlayfs root -> netns and
+veths on the playground's bridges -> files written in (hostname, hosts, keys, startup files)
+-> config.json -> `runc run --detach`. Every step is idempotent, which is what lets `start`
+bring a stopped playground back and `destroy` clean up after a start that died half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from labyard.errors import NotFound, RuntimeFailure
+from labyard.images import Image, find_image
+from labyard.manifest import Machine, Manifest
+from labyard.runtime.base import (
+    ID_PATTERN,
+    Driver,
+    MachineEndpoint,
+    MachineState,
+    PlaygroundSpec,
+    Started,
+)
+from labyard.runtime.local import cgroups, files, firewall, network, storage
+from labyard.runtime.local.names import (
+    HostNames,
+    cgroup_parent,
+    netns_prefix,
+    nft_table,
+    playground_of_container,
+)
+from labyard.runtime.local.oci import machine_config
+from labyard.runtime.local.runc import Runc
+from labyard.settings import Settings
+
+STOP_GRACE_S = 10.0
+"""How long systemd in a machine gets to shut down cleanly before it is killed."""
+
+
+class LocalDriver(Driver):
+    name = "local"
+    version = "1"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runc = Runc(settings.runc_root)
+        self.table = nft_table(settings.instance)
+
+    def _names(self, playground_id: str) -> HostNames:
+        if not ID_PATTERN.match(playground_id):
+            raise NotFound(f"no playground {playground_id!r}")
+        return HostNames(self.settings.instance, playground_id, self.settings.playgrounds_dir)
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def start(self, spec: PlaygroundSpec) -> Started:
+        names = self._names(spec.id)
+        manifest = spec.manifest
+        images = {m.image: find_image(self.settings.images_dir, m.image) for m in manifest.machines}
+        names.dir.mkdir(parents=True, exist_ok=True)
+        subnets = await asyncio.to_thread(self._ensure_networks, names, manifest)
+        endpoints = await asyncio.gather(*(
+            self._start_machine(names, spec, index, machine, images[machine.image], subnets)
+            for index, machine in enumerate(manifest.machines)
+        ))
+        return Started(list(endpoints), self._saved_state(names, manifest, images, subnets))
+
+    def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
+        subnets = []
+        for index, _ in enumerate(manifest.networks):
+            subnet = network.ensure_bridge(names, index, self.settings.subnet_pool)
+            firewall.add_bridge(self.table, names.bridge(index), subnet, manifest.egress)
+            subnets.append(subnet)
+        return subnets
+
+    async def _start_machine(
+        self, names: HostNames, spec: PlaygroundSpec, index: int, machine: Machine, image: Image,
+        subnets: list[ipaddress.IPv4Network],
+    ) -> MachineEndpoint:
+        container = names.container(machine.name)
+        state = await self.runc.state(container)
+        address = _addresses(spec.manifest, subnets)[machine.name][0][1]
+        if state is not None and state.get("status") == "running":
+            return MachineEndpoint(machine.name, str(address))
+        if state is not None:
+            await self.runc.delete(container)
+        bundle = await asyncio.to_thread(self._prepare_machine, names, spec, index, machine, image, subnets)
+        await self.runc.run_detached(container, bundle, bundle / "console.log")
+        return MachineEndpoint(machine.name, str(address))
+
+    def _prepare_machine(
+        self, names: HostNames, spec: PlaygroundSpec, index: int, machine: Machine, image: Image,
+        subnets: list[ipaddress.IPv4Network],
+    ) -> Path:
+        bundle = names.machine_dir(machine.name)
+        bundle.mkdir(parents=True, exist_ok=True)
+        storage.mount_disk(bundle, machine.disk)
+        volumes = image.recipe.machine.volumes
+        rootfs = storage.mount_rootfs(bundle, image.rootfs, volumes)
+        netns_name = names.netns(machine.name)
+        network.ensure_netns(netns_name)
+        for net in spec.manifest.machine_networks(machine.name):
+            net_index = [n.name for n in spec.manifest.networks].index(net.name)
+            network.attach(names, index, netns_name, net_index, subnets[net_index])
+        _write_machine_files(rootfs, spec, machine, _addresses(spec.manifest, subnets))
+        config = machine_config(
+            machine, image.recipe.machine,
+            netns=network.NETNS_DIR / netns_name,
+            cgroup=names.cgroup(machine.name),
+            volumes={v: storage.volume_dir(bundle, v) for v in volumes},
+        )
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        return bundle
+
+    def _saved_state(
+        self, names: HostNames, manifest: Manifest, images: dict[str, Image],
+        subnets: list[ipaddress.IPv4Network],
+    ) -> dict[str, Any]:
+        return {
+            "driver": self.name,
+            "version": self.version,
+            "instance": self.settings.instance,
+            "networks": [
+                {"name": n.name, "bridge": names.bridge(i), "subnet": str(subnets[i])}
+                for i, n in enumerate(manifest.networks)
+            ],
+            "machines": [
+                {
+                    "name": m.name,
+                    "container": names.container(m.name),
+                    "netns": names.netns(m.name),
+                    "image": f"{m.image}-{images[m.image].digest}",
+                }
+                for m in manifest.machines
+            ],
+        }
+
+    # -- observe -------------------------------------------------------------------------
+
+    def _machine_names(self, names: HostNames) -> list[str]:
+        machines = names.dir / "machines"
+        return sorted(p.name for p in machines.iterdir()) if machines.exists() else []
+
+    async def status(self, playground_id: str) -> dict[str, MachineState]:
+        names = self._names(playground_id)
+        result: dict[str, MachineState] = {}
+        for machine in self._machine_names(names):
+            state = await self.runc.state(names.container(machine))
+            if state is not None and state.get("status") == "running":
+                result[machine] = MachineState.RUNNING
+            elif (names.machine_dir(machine) / "disk.img").exists():
+                result[machine] = MachineState.STOPPED
+            else:
+                result[machine] = MachineState.MISSING
+        return result
+
+    async def machine_memory(self, playground_id: str) -> dict[str, int]:
+        names = self._names(playground_id)
+        parent = cgroup_parent(self.settings.instance)
+        return {
+            m: cgroups.memory_in_use(parent, names.container(m)) for m in self._machine_names(names)
+        }
+
+    async def list(self) -> list[str]:
+        ids = {playground_of_container(c) for c in await self.runc.list()}
+        ids |= await asyncio.to_thread(self._host_side_ids)
+        return sorted(i for i in ids if ID_PATTERN.match(i))
+
+    def _host_side_ids(self) -> set[str]:
+        instance = self.settings.instance
+        prefix = netns_prefix(instance)
+        ids = {n[len(prefix) :].split("-", 1)[0] for n in network.list_netns(prefix)}
+        aliases = network.links_with_alias(f"labyard:{instance}:").values()
+        ids |= {alias.split(":")[2] for alias in aliases}
+        ids |= {bridge[3:11] for bridge in firewall.bridges_with_rules(self.table)}
+        if self.settings.playgrounds_dir.exists():
+            ids |= {p.name for p in self.settings.playgrounds_dir.iterdir()}
+        for parent in cgroups.parents(cgroup_parent(instance)):
+            ids |= {playground_of_container(p.name) for p in parent.iterdir() if p.is_dir()}
+        return ids
+
+    # -- stop and destroy ----------------------------------------------------------------
+
+    async def stop(self, playground_id: str, now: bool = False) -> None:
+        names = self._names(playground_id)
+        await asyncio.gather(*(
+            self._stop_machine(names, machine, now) for machine in self._machine_names(names)
+        ))
+
+    async def _stop_machine(self, names: HostNames, machine: str, now: bool) -> None:
+        container = names.container(machine)
+        if not now and await self.runc.state(container) is not None:
+            await self.runc.kill(container, "SIGRTMIN+3")  # systemd: halt cleanly
+            for _ in range(int(STOP_GRACE_S / 0.1)):
+                state = await self.runc.state(container)
+                if state is None or state.get("status") == "stopped":
+                    break
+                await asyncio.sleep(0.1)
+        await self.runc.delete(container)
+        await asyncio.to_thread(storage.unmount_all, names.machine_dir(machine))
+
+    async def destroy(self, playground_id: str) -> None:
+        names = self._names(playground_id)
+        instance = self.settings.instance
+        containers = [
+            c for c in await self.runc.list() if playground_of_container(c) == playground_id
+        ]
+        await asyncio.gather(*(self.runc.delete(c) for c in containers))
+        await asyncio.to_thread(self._destroy_host_side, names, instance)
+
+    def _destroy_host_side(self, names: HostNames, instance: str) -> None:
+        storage.unmount_all(names.dir)
+        pg_prefix = f"{netns_prefix(instance)}{names.playground_id}-"
+        for ns in network.list_netns(pg_prefix):
+            network.remove_netns(ns)
+        links = network.links_with_alias(names.link_alias)
+        for link in links:
+            network.remove_link(link)
+        bridges = [b for b in firewall.bridges_with_rules(self.table) if b[3:11] == names.playground_id]
+        firewall.remove_bridges(self.table, bridges)
+        for parent in cgroups.parents(cgroup_parent(instance)):
+            for child in parent.glob(f"{names.playground_id}-*"):
+                cgroups.remove_tree(child)
+        if names.dir.exists():
+            if storage.mounted_under(names.dir):
+                raise RuntimeFailure(f"playground {names.playground_id}: a mount is still busy")
+            shutil.rmtree(names.dir)
+
+
+def _addresses(
+    manifest: Manifest, subnets: list[ipaddress.IPv4Network]
+) -> dict[str, list[tuple[str, ipaddress.IPv4Address]]]:
+    """Machine -> [(network, address)] in the order of its interfaces."""
+    result: dict[str, list[tuple[str, ipaddress.IPv4Address]]] = {}
+    net_index = {n.name: i for i, n in enumerate(manifest.networks)}
+    for index, machine in enumerate(manifest.machines):
+        result[machine.name] = [
+            (n.name, subnets[net_index[n.name]].network_address + 2 + index)
+            for n in manifest.machine_networks(machine.name)
+        ]
+    return result
+
+
+def _hosts_file(machine: str, addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]]) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    mine = {net for net, _ in addresses[machine]}
+    for other, attached in addresses.items():
+        shared = [addr for net, addr in attached if net in mine]
+        if shared:
+            lines.append(f"{shared[0]}\t{other}")
+    return "\n".join(lines) + "\n"
+
+
+def _resolv_conf() -> str:
+    """The host's upstream resolvers; a loopback one would be the machine's own loopback."""
+    try:
+        host = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        host = []
+    servers = [
+        line for line in host
+        if line.startswith("nameserver") and not line.split()[1].startswith(("127.", "::1"))
+    ]
+    return "\n".join(servers) + "\n"
+
+
+def _write_machine_files(
+    rootfs: Path, spec: PlaygroundSpec, machine: Machine,
+    addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]],
+) -> None:
+    host_key = spec.host_keys[machine.name]
+    files.write(rootfs, "/etc/hostname", machine.name + "\n")
+    files.write(rootfs, "/etc/hosts", _hosts_file(machine.name, addresses))
+    files.write(rootfs, "/etc/resolv.conf", _resolv_conf())
+    files.write(rootfs, "/etc/ssh/ssh_host_ed25519_key", host_key, mode=0o600)
+    files.write(rootfs, "/root/.ssh/authorized_keys", spec.authorized_key + "\n", mode=0o600)
+    (files.inside(rootfs, "/root/.ssh")).chmod(0o700)
+    for startup in machine.files:
+        files.write(rootfs, startup.path, startup.content, int(startup.mode, 8), startup.owner)

@@ -1,0 +1,75 @@
+"""Writing files into a machine's root filesystem from the host, safely.
+
+The rootfs is full of absolute symlinks (/var/run -> /run ...) that would point into the
+host if followed from outside, so paths are resolved as if the rootfs were `/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from labyard.errors import InvalidInput
+
+_MAX_LINKS = 40
+
+
+def inside(rootfs: Path, path: str) -> Path:
+    """The host path of `path` in the machine, following symlinks without leaving `rootfs`."""
+    parts = list(PurePosixPath("/", path).parts[1:])
+    resolved = rootfs
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            resolved = resolved.parent if resolved != rootfs else rootfs
+            continue
+        candidate = resolved / part
+        if candidate.is_symlink():
+            hops += 1
+            if hops > _MAX_LINKS:
+                raise InvalidInput(f"{path}: too many symbolic links in the machine")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = rootfs
+            parts = list(PurePosixPath(target).parts[1 if target.startswith("/") else 0 :]) + parts
+            continue
+        resolved = candidate
+    return resolved
+
+
+def _lookup(rootfs: Path, table: str, name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    for line in inside(rootfs, f"/etc/{table}").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2])
+    raise InvalidInput(f"no {'user' if table == 'passwd' else 'group'} {name!r} in the machine")
+
+
+def write(rootfs: Path, path: str, content: str | bytes, mode: int = 0o644, owner: str = "root") -> None:
+    """Write a file into the machine, creating parent directories (root-owned, 0755)."""
+    user, _, group = owner.partition(":")
+    uid = _lookup(rootfs, "passwd", user)
+    gid = _lookup(rootfs, "group", group) if group else _primary_gid(rootfs, user, uid)
+    target = inside(rootfs, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _primary_gid(rootfs: Path, user: str, uid: int) -> int:
+    for line in inside(rootfs, "/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user or fields[2] == str(uid):
+            return int(fields[3])
+    return uid

@@ -1,0 +1,298 @@
+"""Playgrounds: start, look at, stop, restart and destroy them; get into their machines.
+
+This layer owns what the driver contract leaves to the caller: the start timeout, waiting
+for SSH, init tasks, and rolling a failed start back completely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from labyard.access import Connection, Target, connect, generate_keypair, public_key_of
+from labyard.access import wait_until_ready as ssh_ready
+from labyard.errors import Conflict, NotFound, RuntimeFailure
+from labyard.images import find_image
+from labyard.manifest import Manifest
+from labyard.runtime import Driver, MachineState, PlaygroundSpec, new_playground_id
+from labyard.services.init_tasks import run_init_tasks
+from labyard.services.locks import playground_lock
+from labyard.settings import Settings
+from labyard.store import Database, MachineRow, PlaygroundRow, PlaygroundState
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    # SQLite hands datetimes back without a zone; they were stored as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MachineView:
+    name: str
+    image: str
+    address: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Playground:
+    id: str
+    name: str
+    title: str
+    owner: str
+    state: str
+    machines: list[MachineView]
+    created_at: datetime
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title,
+            "owner": self.owner,
+            "state": self.state,
+            "machines": [m.__dict__ for m in self.machines],
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+class Playgrounds:
+    def __init__(self, settings: Settings, db: Database, driver: Driver) -> None:
+        self.settings = settings
+        self.db = db
+        self.driver = driver
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _row(self, session: Any, playground_id: str, owner: str | None) -> PlaygroundRow:
+        row = session.get(PlaygroundRow, playground_id)
+        if row is None or (owner is not None and row.owner != owner):
+            raise NotFound(f"no playground {playground_id!r}")
+        return row  # type: ignore[no-any-return]
+
+    async def _view(self, row: PlaygroundRow) -> Playground:
+        live: dict[str, MachineState] = {}
+        if row.state in (PlaygroundState.RUNNING, PlaygroundState.STOPPED):
+            live = await self.driver.status(row.id)
+        machines = [
+            MachineView(m.name, m.image, m.address, str(live.get(m.name, row.state)))
+            for m in row.machines
+        ]
+        return Playground(
+            row.id, row.name, row.title, row.owner, row.state, machines,
+            aware(row.created_at), aware(row.expires_at),
+        )
+
+    async def get(self, playground_id: str, owner: str | None = None) -> Playground:
+        with self.db.session() as session:
+            row = self._row(session, playground_id, owner)
+            _ = row.machines
+        return await self._view(row)
+
+    async def list(self, owner: str | None = None) -> list[Playground]:
+        with self.db.session() as session:
+            query = select(PlaygroundRow).order_by(PlaygroundRow.created_at)
+            if owner is not None:
+                query = query.where(PlaygroundRow.owner == owner)
+            rows = list(session.scalars(query))
+            for row in rows:
+                _ = row.machines
+        return [await self._view(row) for row in rows]
+
+    def manifest_of(self, playground_id: str) -> Manifest:
+        with self.db.session() as session:
+            return Manifest.model_validate(self._row(session, playground_id, None).manifest)
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def start(
+        self, manifest: Manifest, owner: str = "", lifetime_s: int | None = None
+    ) -> Playground:
+        """Start a playground and return once every machine answers SSH and init tasks ran.
+
+        On any failure, timeout or cancellation, everything made so far is destroyed and
+        the playground never appears in the list.
+        """
+        for machine in manifest.machines:
+            find_image(self.settings.images_dir, machine.image)  # missing image: nothing starts
+        playground_id = new_playground_id()
+        client = generate_keypair(f"labyard-{playground_id}")
+        host_keys = {m.name: generate_keypair(m.name).private_openssh for m in manifest.machines}
+        self._insert(playground_id, manifest, owner, lifetime_s, client.private_openssh, host_keys)
+        spec = PlaygroundSpec(playground_id, manifest, client.public_openssh, host_keys, owner)
+        async with playground_lock(self.settings.locks_dir, playground_id):
+            try:
+                await self._bring_up(spec)
+            except BaseException as exc:
+                await asyncio.shield(self._rollback(playground_id))
+                if isinstance(exc, TimeoutError):
+                    raise RuntimeFailure(
+                        f"playground {manifest.name!r} did not start within "
+                        f"{self.settings.start_timeout_s:g} s; it was removed again"
+                    ) from exc
+                raise
+        return await self.get(playground_id)
+
+    def _insert(
+        self, playground_id: str, manifest: Manifest, owner: str, lifetime_s: int | None,
+        client_key: str, host_keys: dict[str, str],
+    ) -> None:
+        created = now()
+        lifetime = lifetime_s or manifest.lifetime
+        with self.db.session() as session:
+            row = PlaygroundRow(
+                id=playground_id, name=manifest.name, title=manifest.title or manifest.name,
+                owner=owner, state=PlaygroundState.STARTING,
+                manifest=manifest.model_dump(mode="json"), driver=self.driver.name,
+                driver_state={}, client_key=client_key, created_at=created,
+                expires_at=created + timedelta(seconds=lifetime), updated_at=created,
+            )
+            row.machines = [
+                MachineRow(name=m.name, position=i, image=m.image, host_key=host_keys[m.name])
+                for i, m in enumerate(manifest.machines)
+            ]
+            session.add(row)
+
+    async def _bring_up(self, spec: PlaygroundSpec) -> None:
+        connections: dict[str, Connection] = {}
+        try:
+            async with asyncio.timeout(self.settings.start_timeout_s):
+                started = await self.driver.start(spec)
+                self._record_started(spec.id, started.machines, started.saved_state)
+                targets = {m.name: self.target(spec.id, m.name) for m in started.machines}
+                ready = await asyncio.gather(
+                    *(ssh_ready(t, self.settings.start_timeout_s) for t in targets.values())
+                )
+                connections = dict(zip(targets, ready, strict=True))
+
+                async def connection_for(machine: str) -> Connection:
+                    return connections[machine]
+
+                await run_init_tasks(spec.manifest, connection_for)
+        finally:
+            for connection in connections.values():
+                connection.close()
+        self.set_state(spec.id, PlaygroundState.RUNNING)
+
+    def _record_started(self, playground_id: str, machines: Any, saved_state: dict[str, Any]) -> None:
+        with self.db.session() as session:
+            row = self._row(session, playground_id, None)
+            row.driver_state = saved_state
+            addresses = {m.name: (m.address, m.ssh_port) for m in machines}
+            for machine in row.machines:
+                machine.address, machine.ssh_port = addresses[machine.name]
+
+    def set_state(self, playground_id: str, state: PlaygroundState) -> None:
+        with self.db.session() as session:
+            row = self._row(session, playground_id, None)
+            row.state = state
+            row.updated_at = now()
+
+    async def _rollback(self, playground_id: str) -> None:
+        try:
+            await self.driver.destroy(playground_id)
+        finally:
+            self.forget(playground_id)
+
+    def forget(self, playground_id: str) -> None:
+        with self.db.session() as session:
+            row = session.get(PlaygroundRow, playground_id)
+            if row is not None:
+                session.delete(row)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def stop(self, playground_id: str, owner: str | None = None) -> Playground:
+        """Halt every machine; writable layers stay, `restart` brings them back."""
+        await self.get(playground_id, owner)
+        async with playground_lock(self.settings.locks_dir, playground_id):
+            await self.driver.stop(playground_id)
+            self.set_state(playground_id, PlaygroundState.STOPPED)
+        return await self.get(playground_id)
+
+    async def restart(self, playground_id: str, owner: str | None = None) -> Playground:
+        """Stop (if running) and start again from the same writable layers."""
+        await self.get(playground_id, owner)
+        async with playground_lock(self.settings.locks_dir, playground_id):
+            spec = self._spec(playground_id)
+            await self.driver.stop(playground_id)
+            self.set_state(playground_id, PlaygroundState.STARTING)
+            try:
+                async with asyncio.timeout(self.settings.start_timeout_s):
+                    started = await self.driver.start(spec)
+                    self._record_started(playground_id, started.machines, started.saved_state)
+                    await self._wait_ready(playground_id, [m.name for m in started.machines])
+            except BaseException:
+                self.set_state(playground_id, PlaygroundState.FAILED)
+                raise
+            self.set_state(playground_id, PlaygroundState.RUNNING)
+        return await self.get(playground_id)
+
+    async def _wait_ready(self, playground_id: str, machines: list[str]) -> None:
+        ready = await asyncio.gather(*(
+            ssh_ready(self.target(playground_id, m), self.settings.start_timeout_s)
+            for m in machines
+        ))
+        for connection in ready:
+            connection.close()
+
+    def _spec(self, playground_id: str) -> PlaygroundSpec:
+        with self.db.session() as session:
+            row = self._row(session, playground_id, None)
+            return PlaygroundSpec(
+                id=row.id,
+                manifest=Manifest.model_validate(row.manifest),
+                authorized_key=public_key_of(row.client_key),
+                host_keys={m.name: m.host_key for m in row.machines},
+                owner=row.owner,
+            )
+
+    async def destroy(self, playground_id: str, owner: str | None = None) -> None:
+        """Remove the playground and everything it had on the host."""
+        await self.get(playground_id, owner)
+        async with playground_lock(self.settings.locks_dir, playground_id):
+            await self.driver.destroy(playground_id)
+            self.forget(playground_id)
+
+    async def extend(self, playground_id: str, seconds: int, owner: str | None = None) -> Playground:
+        with self.db.session() as session:
+            row = self._row(session, playground_id, owner)
+            row.expires_at = max(aware(row.expires_at), now()) + timedelta(seconds=seconds)
+        return await self.get(playground_id)
+
+    # -- access --------------------------------------------------------------------------
+
+    def target(self, playground_id: str, machine: str | None = None, owner: str | None = None) -> Target:
+        """How to SSH into a machine (the first one by default), host key pinned."""
+        with self.db.session() as session:
+            row = self._row(session, playground_id, owner)
+            machines = {m.name: m for m in row.machines}
+            name = machine or row.machines[0].name
+            if name not in machines:
+                raise NotFound(
+                    f"playground {playground_id} has no machine {name!r} "
+                    f"(machines: {', '.join(machines)})"
+                )
+            found = machines[name]
+            if not found.address:
+                raise Conflict(f"playground {playground_id} is still starting")
+            return Target(
+                address=found.address, port=found.ssh_port,
+                host_public_key=public_key_of(found.host_key), client_private_key=row.client_key,
+            )
+
+    async def connect(self, playground_id: str, machine: str | None = None, owner: str | None = None) -> Connection:
+        playground = await self.get(playground_id, owner)
+        if playground.state != PlaygroundState.RUNNING:
+            raise Conflict(f"playground {playground_id} is {playground.state}, not running")
+        return await connect(self.target(playground_id, machine, owner))
