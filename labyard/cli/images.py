@@ -22,7 +22,9 @@ def build(
     for name in names or recipe_names():
         with err.status(f"building {name}…") as status:
             image = build_image(
-                settings.images_dir, name, force=force,
+                settings.images_dir,
+                name,
+                force=force,
                 progress=lambda line: status.update(line[:100]),
             )
         err.print(f"[green]✓[/] {name} {image.digest} ({image.size_bytes / 2**20:.0f} MiB)")
@@ -34,16 +36,29 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     """Built images, and whether each matches its current recipe."""
     images = list_images(Settings.from_env().images_dir)
     if as_json:
-        print_json([
-            {"name": i.name, "digest": i.digest, "current": i.current, "size_bytes": i.size_bytes,
-             "built_at": i.built_at, "path": str(i.path)}
-            for i in images
-        ])
+        print_json(
+            [
+                {
+                    "name": i.name,
+                    "digest": i.digest,
+                    "current": i.current,
+                    "size_bytes": i.size_bytes,
+                    "built_at": i.built_at,
+                    "path": str(i.path),
+                }
+                for i in images
+            ]
+        )
         return
     table = Table("NAME", "DIGEST", "SIZE", "BUILT", "CURRENT")
     for i in images:
-        table.add_row(i.name, i.digest, f"{i.size_bytes / 2**20:.0f} MiB", i.built_at,
-                      "yes" if i.current else "no (recipe changed)")
+        table.add_row(
+            i.name,
+            i.digest,
+            f"{i.size_bytes / 2**20:.0f} MiB",
+            i.built_at,
+            "yes" if i.current else "no (recipe changed)",
+        )
     out.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shlex
 import sys
@@ -69,7 +70,9 @@ def cp(source: str, destination: str) -> None:
     """Copy files (recursively) between here and a machine: `ID:path` or `ID:machine:path`."""
     src, dst = parse_location(source), parse_location(destination)
     if (src.playground_id is None) == (dst.playground_id is None):
-        raise InvalidInput("exactly one of SOURCE and DESTINATION must be ID:path or ID:machine:path")
+        raise InvalidInput(
+            "exactly one of SOURCE and DESTINATION must be ID:path or ID:machine:path"
+        )
     remote = src if src.playground_id else dst
 
     async def work(labyard: Labyard) -> None:
@@ -105,7 +108,5 @@ def port_forward(
             print(forwarder.port, flush=True)
             await asyncio.Event().wait()  # until Ctrl-C
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a forward ends
         run(work)
-    except KeyboardInterrupt:
-        pass

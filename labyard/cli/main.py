@@ -8,7 +8,7 @@ from typing import Any
 import click
 import typer
 
-from labyard.cli import images, machines, playgrounds
+from labyard.cli import images, machines, playgrounds, server
 from labyard.cli._common import err, print_json, run
 from labyard.errors import LabyardError, ManifestError
 
@@ -24,6 +24,8 @@ cli.command("ssh")(machines.ssh)
 cli.command("exec")(machines.exec_)
 cli.command("cp")(machines.cp)
 cli.command("port-forward")(machines.port_forward)
+cli.command("serve")(server.serve)
+cli.add_typer(server.admin, name="admin")
 
 
 @cli.command()

@@ -20,7 +20,11 @@ def _remaining(playground: Playground) -> str:
     seconds = int((playground.expires_at - datetime.now(UTC)).total_seconds())
     if seconds <= 0:
         return "expired"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def _table(playgrounds: list[Playground]) -> Table:
@@ -89,9 +93,13 @@ def restart(playground_id: str) -> None:
 @app.command()
 def destroy(playground_ids: list[str]) -> None:
     """Remove playgrounds and everything they had on the host."""
-    for playground_id in playground_ids:
-        run(lambda labyard, pid=playground_id: labyard.playgrounds.destroy(pid))
-        err.print(f"destroyed {playground_id}")
+
+    async def work(labyard: Labyard) -> None:
+        for playground_id in playground_ids:
+            await labyard.playgrounds.destroy(playground_id)
+            err.print(f"destroyed {playground_id}")
+
+    run(work)
 
 
 @app.command()

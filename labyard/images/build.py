@@ -115,9 +115,12 @@ def _run_streaming(command: list[str], name: str, progress: Progress) -> None:
 
 
 def _write_meta(staging: Path, recipe: ResolvedRecipe) -> None:
-    size = int(subprocess.run(
-        ["du", "-sb", str(staging / "rootfs")], capture_output=True, text=True, check=False
-    ).stdout.split()[0] or 0)
+    size = int(
+        subprocess.run(
+            ["du", "-sb", str(staging / "rootfs")], capture_output=True, text=True, check=False
+        ).stdout.split()[0]
+        or 0
+    )
     meta = {
         "name": recipe.name,
         "digest": recipe.digest,

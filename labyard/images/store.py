@@ -1,4 +1,4 @@
-"""Built images on disk: `<images_dir>/<name>-<digest>/{rootfs,image.json}`, read-only once built."""
+"""Built images on disk: `<images_dir>/<name>-<digest>/{rootfs,image.json}`, never changed."""
 
 from __future__ import annotations
 

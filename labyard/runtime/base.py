@@ -18,7 +18,6 @@ from typing import Any
 
 from labyard.manifest import Manifest
 
-
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 ID_PATTERN = re.compile(r"^[a-z0-9]{8}$")
 """Playground ids: short enough to type, and to fit in Linux interface names."""

@@ -7,6 +7,7 @@ for SSH, init tasks, and rolling a failed start back completely.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,8 +90,14 @@ class Playgrounds:
             for m in row.machines
         ]
         return Playground(
-            row.id, row.name, row.title, row.owner, row.state, machines,
-            aware(row.created_at), aware(row.expires_at),
+            row.id,
+            row.name,
+            row.title,
+            row.owner,
+            row.state,
+            machines,
+            aware(row.created_at),
+            aware(row.expires_at),
         )
 
     async def get(self, playground_id: str, owner: str | None = None) -> Playground:
@@ -144,18 +151,30 @@ class Playgrounds:
         return await self.get(playground_id)
 
     def _insert(
-        self, playground_id: str, manifest: Manifest, owner: str, lifetime_s: int | None,
-        client_key: str, host_keys: dict[str, str],
+        self,
+        playground_id: str,
+        manifest: Manifest,
+        owner: str,
+        lifetime_s: int | None,
+        client_key: str,
+        host_keys: dict[str, str],
     ) -> None:
         created = now()
         lifetime = lifetime_s or manifest.lifetime
         with self.db.session() as session:
             row = PlaygroundRow(
-                id=playground_id, name=manifest.name, title=manifest.title or manifest.name,
-                owner=owner, state=PlaygroundState.STARTING,
-                manifest=manifest.model_dump(mode="json"), driver=self.driver.name,
-                driver_state={}, client_key=client_key, created_at=created,
-                expires_at=created + timedelta(seconds=lifetime), updated_at=created,
+                id=playground_id,
+                name=manifest.name,
+                title=manifest.title or manifest.name,
+                owner=owner,
+                state=PlaygroundState.STARTING,
+                manifest=manifest.model_dump(mode="json"),
+                driver=self.driver.name,
+                driver_state={},
+                client_key=client_key,
+                created_at=created,
+                expires_at=created + timedelta(seconds=lifetime),
+                updated_at=created,
             )
             row.machines = [
                 MachineRow(name=m.name, position=i, image=m.image, host_key=host_keys[m.name])
@@ -184,7 +203,9 @@ class Playgrounds:
                 connection.close()
         self.set_state(spec.id, PlaygroundState.RUNNING)
 
-    def _record_started(self, playground_id: str, machines: Any, saved_state: dict[str, Any]) -> None:
+    def _record_started(
+        self, playground_id: str, machines: Any, saved_state: dict[str, Any]
+    ) -> None:
         with self.db.session() as session:
             row = self._row(session, playground_id, None)
             row.driver_state = saved_state
@@ -238,11 +259,13 @@ class Playgrounds:
             self.set_state(playground_id, PlaygroundState.RUNNING)
         return await self.get(playground_id)
 
-    async def _wait_ready(self, playground_id: str, machines: list[str]) -> None:
-        ready = await asyncio.gather(*(
-            ssh_ready(self.target(playground_id, m), self.settings.start_timeout_s)
-            for m in machines
-        ))
+    async def _wait_ready(self, playground_id: str, machines: builtins.list[str]) -> None:
+        ready = await asyncio.gather(
+            *(
+                ssh_ready(self.target(playground_id, m), self.settings.start_timeout_s)
+                for m in machines
+            )
+        )
         for connection in ready:
             connection.close()
 
@@ -264,7 +287,9 @@ class Playgrounds:
             await self.driver.destroy(playground_id)
             self.forget(playground_id)
 
-    async def extend(self, playground_id: str, seconds: int, owner: str | None = None) -> Playground:
+    async def extend(
+        self, playground_id: str, seconds: int, owner: str | None = None
+    ) -> Playground:
         with self.db.session() as session:
             row = self._row(session, playground_id, owner)
             row.expires_at = max(aware(row.expires_at), now()) + timedelta(seconds=seconds)
@@ -272,7 +297,9 @@ class Playgrounds:
 
     # -- access --------------------------------------------------------------------------
 
-    def target(self, playground_id: str, machine: str | None = None, owner: str | None = None) -> Target:
+    def target(
+        self, playground_id: str, machine: str | None = None, owner: str | None = None
+    ) -> Target:
         """How to SSH into a machine (the first one by default), host key pinned."""
         with self.db.session() as session:
             row = self._row(session, playground_id, owner)
@@ -287,11 +314,15 @@ class Playgrounds:
             if not found.address:
                 raise Conflict(f"playground {playground_id} is still starting")
             return Target(
-                address=found.address, port=found.ssh_port,
-                host_public_key=public_key_of(found.host_key), client_private_key=row.client_key,
+                address=found.address,
+                port=found.ssh_port,
+                host_public_key=public_key_of(found.host_key),
+                client_private_key=row.client_key,
             )
 
-    async def connect(self, playground_id: str, machine: str | None = None, owner: str | None = None) -> Connection:
+    async def connect(
+        self, playground_id: str, machine: str | None = None, owner: str | None = None
+    ) -> Connection:
         playground = await self.get(playground_id, owner)
         if playground.state != PlaygroundState.RUNNING:
             raise Conflict(f"playground {playground_id} is {playground.state}, not running")

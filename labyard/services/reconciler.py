@@ -46,7 +46,9 @@ class Report:
 async def reconcile(playgrounds: Playgrounds) -> Report:
     report = Report()
     with playgrounds.db.session() as session:
-        rows = [(r.id, r.state, aware(r.expires_at)) for r in session.scalars(select(PlaygroundRow))]
+        rows = [
+            (r.id, r.state, aware(r.expires_at)) for r in session.scalars(select(PlaygroundRow))
+        ]
     known = {playground_id for playground_id, _, _ in rows}
     for playground_id, state, expires_at in rows:
         await _one(playgrounds, report, playground_id, state, expires_at)

@@ -59,3 +59,48 @@ class MachineRow(Base):
     """The machine's private host key: injected at start, its public half pinned on connect."""
 
     playground: Mapped[PlaygroundRow] = relationship(back_populates="machines")
+
+
+class Role(enum.StrEnum):
+    LEARNER = "learner"
+    AUTHOR = "author"
+    ADMIN = "admin"
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default=Role.LEARNER)
+    plan: Mapped[str] = mapped_column(String(32), default="free")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenRow(Base):
+    """A browser session or an API token; only a hash of the secret is kept."""
+
+    __tablename__ = "tokens"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """`session` (cookie, expires) or `api` (CLI, until revoked)."""
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ShareRow(Base):
+    """A public link to a port a playground exposes."""
+
+    __tablename__ = "shares"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    playground_id: Mapped[str] = mapped_column(
+        ForeignKey("playgrounds.id", ondelete="CASCADE"), index=True
+    )
+    machine: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

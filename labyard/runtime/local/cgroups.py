@@ -6,6 +6,7 @@ differ per hierarchy and per caller, so machines' cgroups are found by name, not
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,10 +54,8 @@ def remove_tree(path: Path) -> None:
         return
     for child in [p for p in path.iterdir() if p.is_dir()]:
         remove_tree(child)
-    try:
+    with contextlib.suppress(OSError):  # still has a process: the reconciler tries again
         path.rmdir()
-    except OSError:
-        pass  # still has a process; the reconciler tries again next round
 
 
 def memory_in_use(parent_name: str, container: str) -> int:

@@ -64,10 +64,12 @@ class LocalDriver(Driver):
         images = {m.image: find_image(self.settings.images_dir, m.image) for m in manifest.machines}
         names.dir.mkdir(parents=True, exist_ok=True)
         subnets = await asyncio.to_thread(self._ensure_networks, names, manifest)
-        endpoints = await asyncio.gather(*(
-            self._start_machine(names, spec, index, machine, images[machine.image], subnets)
-            for index, machine in enumerate(manifest.machines)
-        ))
+        endpoints = await asyncio.gather(
+            *(
+                self._start_machine(names, spec, index, machine, images[machine.image], subnets)
+                for index, machine in enumerate(manifest.machines)
+            )
+        )
         return Started(list(endpoints), self._saved_state(names, manifest, images, subnets))
 
     def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
@@ -79,7 +81,12 @@ class LocalDriver(Driver):
         return subnets
 
     async def _start_machine(
-        self, names: HostNames, spec: PlaygroundSpec, index: int, machine: Machine, image: Image,
+        self,
+        names: HostNames,
+        spec: PlaygroundSpec,
+        index: int,
+        machine: Machine,
+        image: Image,
         subnets: list[ipaddress.IPv4Network],
     ) -> MachineEndpoint:
         container = names.container(machine.name)
@@ -89,12 +96,19 @@ class LocalDriver(Driver):
             return MachineEndpoint(machine.name, str(address))
         if state is not None:
             await self.runc.delete(container)
-        bundle = await asyncio.to_thread(self._prepare_machine, names, spec, index, machine, image, subnets)
+        bundle = await asyncio.to_thread(
+            self._prepare_machine, names, spec, index, machine, image, subnets
+        )
         await self.runc.run_detached(container, bundle, bundle / "console.log")
         return MachineEndpoint(machine.name, str(address))
 
     def _prepare_machine(
-        self, names: HostNames, spec: PlaygroundSpec, index: int, machine: Machine, image: Image,
+        self,
+        names: HostNames,
+        spec: PlaygroundSpec,
+        index: int,
+        machine: Machine,
+        image: Image,
         subnets: list[ipaddress.IPv4Network],
     ) -> Path:
         bundle = names.machine_dir(machine.name)
@@ -109,7 +123,8 @@ class LocalDriver(Driver):
             network.attach(names, index, netns_name, net_index, subnets[net_index])
         _write_machine_files(rootfs, spec, machine, _addresses(spec.manifest, subnets))
         config = machine_config(
-            machine, image.recipe.machine,
+            machine,
+            image.recipe.machine,
             netns=network.NETNS_DIR / netns_name,
             cgroup=names.cgroup(machine.name),
             volumes={v: storage.volume_dir(bundle, v) for v in volumes},
@@ -118,7 +133,10 @@ class LocalDriver(Driver):
         return bundle
 
     def _saved_state(
-        self, names: HostNames, manifest: Manifest, images: dict[str, Image],
+        self,
+        names: HostNames,
+        manifest: Manifest,
+        images: dict[str, Image],
         subnets: list[ipaddress.IPv4Network],
     ) -> dict[str, Any]:
         return {
@@ -188,9 +206,9 @@ class LocalDriver(Driver):
 
     async def stop(self, playground_id: str, now: bool = False) -> None:
         names = self._names(playground_id)
-        await asyncio.gather(*(
-            self._stop_machine(names, machine, now) for machine in self._machine_names(names)
-        ))
+        await asyncio.gather(
+            *(self._stop_machine(names, machine, now) for machine in self._machine_names(names))
+        )
 
     async def _stop_machine(self, names: HostNames, machine: str, now: bool) -> None:
         container = names.container(machine)
@@ -221,7 +239,9 @@ class LocalDriver(Driver):
         links = network.links_with_alias(names.link_alias)
         for link in links:
             network.remove_link(link)
-        bridges = [b for b in firewall.bridges_with_rules(self.table) if b[3:11] == names.playground_id]
+        bridges = [
+            b for b in firewall.bridges_with_rules(self.table) if b[3:11] == names.playground_id
+        ]
         firewall.remove_bridges(self.table, bridges)
         for parent in cgroups.parents(cgroup_parent(instance)):
             for child in parent.glob(f"{names.playground_id}-*"):
@@ -263,14 +283,17 @@ def _resolv_conf() -> str:
     except OSError:
         host = []
     servers = [
-        line for line in host
+        line
+        for line in host
         if line.startswith("nameserver") and not line.split()[1].startswith(("127.", "::1"))
     ]
     return "\n".join(servers) + "\n"
 
 
 def _write_machine_files(
-    rootfs: Path, spec: PlaygroundSpec, machine: Machine,
+    rootfs: Path,
+    spec: PlaygroundSpec,
+    machine: Machine,
     addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]],
 ) -> None:
     host_key = spec.host_keys[machine.name]

@@ -50,7 +50,9 @@ def _lookup(rootfs: Path, table: str, name: str) -> int:
     raise InvalidInput(f"no {'user' if table == 'passwd' else 'group'} {name!r} in the machine")
 
 
-def write(rootfs: Path, path: str, content: str | bytes, mode: int = 0o644, owner: str = "root") -> None:
+def write(
+    rootfs: Path, path: str, content: str | bytes, mode: int = 0o644, owner: str = "root"
+) -> None:
     """Write a file into the machine, creating parent directories (root-owned, 0755)."""
     user, _, group = owner.partition(":")
     uid = _lookup(rootfs, "passwd", user)

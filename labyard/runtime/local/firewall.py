@@ -87,11 +87,14 @@ def add_bridge(table: str, bridge: str, subnet: ipaddress.IPv4Network, egress: b
         if _nft(f"list chain inet {table} {chain}\n", check=False).returncode == 0:
             return
         _nft(
-            "\n".join([
-                f"add chain inet {table} {chain}",
-                *rules,
-                f"add element inet {table} bridges {{ \"{bridge}\" : jump {chain} }}",
-            ]) + "\n"
+            "\n".join(
+                [
+                    f"add chain inet {table} {chain}",
+                    *rules,
+                    f'add element inet {table} bridges {{ "{bridge}" : jump {chain} }}',
+                ]
+            )
+            + "\n"
         )
     if egress and IP_FORWARD.read_text().strip() != "1":
         IP_FORWARD.write_text("1\n")  # NAT needs the host to route; nothing is routed unasked
@@ -124,7 +127,7 @@ def _chain_subnet(listing: str, chain: str) -> str | None:
 
 def _egress_has(listing: str, subnet: str) -> bool:
     match = re.search(r"set egress_nets {[^}]*elements = {([^}]*)}", listing)
-    return bool(match) and subnet in match.group(1)
+    return match is not None and subnet in match.group(1)
 
 
 def bridges_with_rules(table: str) -> list[str]:

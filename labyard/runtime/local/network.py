@@ -72,7 +72,9 @@ def bridge_subnet(name: str) -> ipaddress.IPv4Network | None:
     return None
 
 
-def ensure_bridge(names: HostNames, index: int, pool: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+def ensure_bridge(
+    names: HostNames, index: int, pool: ipaddress.IPv4Network
+) -> ipaddress.IPv4Network:
     """The bridge of network `index`, created with a free /24 from `pool` if it is not there."""
     bridge = names.bridge(index)
     existing = bridge_subnet(bridge)
@@ -103,7 +105,10 @@ def ensure_netns(name: str) -> None:
 
 
 def attach(
-    names: HostNames, machine_index: int, netns_name: str, network_index: int,
+    names: HostNames,
+    machine_index: int,
+    netns_name: str,
+    network_index: int,
     subnet: ipaddress.IPv4Network,
 ) -> Attachment:
     """Plug the machine's netns into the network's bridge (idempotent)."""
@@ -117,10 +122,15 @@ def attach(
         with IPRoute() as ipr:
             if _link_index(ipr, host_end) is not None:
                 return attachment
-            ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": peer, "net_ns_fd": netns_name})
             ipr.link(
-                "set", index=_link_index(ipr, host_end), master=_link_index(ipr, bridge),
-                ifalias=names.link_alias, state="up",
+                "add", ifname=host_end, kind="veth", peer={"ifname": peer, "net_ns_fd": netns_name}
+            )
+            ipr.link(
+                "set",
+                index=_link_index(ipr, host_end),
+                master=_link_index(ipr, bridge),
+                ifalias=names.link_alias,
+                state="up",
             )
         with NetNS(netns_name) as ns:
             link = ns.link_lookup(ifname=peer)[0]

@@ -19,8 +19,12 @@ class Runc:
         stdout_target = open(log, "ab") if log else asyncio.subprocess.PIPE  # noqa: SIM115
         try:
             proc = await asyncio.create_subprocess_exec(
-                "runc", "--root", str(self.root), *args,
-                stdin=asyncio.subprocess.DEVNULL, stdout=stdout_target,
+                "runc",
+                "--root",
+                str(self.root),
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout_target,
                 stderr=stdout_target if log else asyncio.subprocess.PIPE,
             )
         except FileNotFoundError as exc:

@@ -48,8 +48,16 @@ def mount_disk(machine_dir: Path, size_bytes: int) -> None:
         with open(image, "wb") as f:
             f.truncate(size_bytes)
         _run(
-            ["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-             "lazy_itable_init=1,lazy_journal_init=1,nodiscard", str(image)],
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+                str(image),
+            ],
             "format the machine's disk",
         )
     _run(["mount", "-o", "loop,noatime", str(image), str(disk)], "mount the machine's disk")

@@ -35,8 +35,10 @@ def upgrade() -> None:
     op.create_table(
         "machines",
         sa.Column(
-            "playground_id", sa.String(16),
-            sa.ForeignKey("playgrounds.id", ondelete="CASCADE"), primary_key=True,
+            "playground_id",
+            sa.String(16),
+            sa.ForeignKey("playgrounds.id", ondelete="CASCADE"),
+            primary_key=True,
         ),
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("position", sa.Integer(), nullable=False),

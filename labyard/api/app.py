@@ -1,0 +1,80 @@
+"""The HTTP application: JSON API under /api, web pages, WebSockets; one error handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from labyard.api import auth, health, playgrounds
+from labyard.errors import LabyardError
+from labyard.services import Labyard
+from labyard.services.reconciler import reconcile_forever
+
+log = logging.getLogger("labyard.api")
+
+
+def _error(status: int, message: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "reason": reason}}, status_code=status)
+
+
+def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -> FastAPI:
+    """The app for one labyard instance; the reconciler runs in the background unless
+    `reconcile_interval_s` is None."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if reconcile_interval_s is not None:
+            task = asyncio.create_task(reconcile_forever(labyard.playgrounds, reconcile_interval_s))
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(
+        title="labyard",
+        version="0.1.0",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.labyard = labyard
+
+    @app.exception_handler(LabyardError)
+    async def labyard_error(request: Request, exc: LabyardError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.error("%s %s: %s (%s)", request.method, request.url.path, exc.message, exc.detail)
+        return _error(exc.http_status, exc.message, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(422, problems, "invalid_input")
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        response = await call_next(request)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return response
+
+    for router in (auth.router, playgrounds.router, health.router):
+        app.include_router(router)
+    return app

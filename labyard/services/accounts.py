@@ -1,0 +1,203 @@
+"""Accounts: sign-up, sign-in, browser sessions and API tokens.
+
+Secrets (session cookies, API tokens) are random 32-byte strings; only their SHA-256 is
+stored, so a leaked database does not leak working credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+
+from labyard.errors import Conflict, InvalidInput, LabyardError, NotFound
+from labyard.services.plans import Plan, plan_named
+from labyard.store import Database, Role, TokenRow, UserRow
+
+SESSION_LIFETIME = timedelta(days=14)
+MIN_PASSWORD = 8
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHasher()
+
+
+class Unauthenticated(LabyardError):
+    reason = "unauthenticated"
+    exit_code = 6
+    http_status = 401
+
+
+class TooManyAttempts(LabyardError):
+    reason = "too_many_attempts"
+    exit_code = 4
+    http_status = 429
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+    role: str
+    plan: str
+
+    @property
+    def owner(self) -> str:
+        """What playgrounds record as their owner."""
+        return f"user:{self.id}"
+
+    @property
+    def plan_limits(self) -> Plan:
+        return plan_named(self.plan)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "email": self.email, "role": self.role, "plan": self.plan}
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.email, row.role, row.plan)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LoginThrottle:
+    """At most `limit` failed sign-ins per email and per client address in `window_s`."""
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        failures = self._failures[key]
+        while failures and failures[0] < time.monotonic() - self.window_s:
+            failures.popleft()
+        return failures
+
+    def check(self, *keys: str) -> None:
+        if any(len(self._recent(k)) >= self.limit for k in keys):
+            raise TooManyAttempts("too many failed sign-ins; wait a few minutes and try again")
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            self._recent(key).append(time.monotonic())
+
+
+class Accounts:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.throttle = LoginThrottle()
+
+    def create_user(
+        self, email: str, password: str, role: str = Role.LEARNER, plan: str = "free"
+    ) -> User:
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise InvalidInput(f"{email!r} is not an email address")
+        if len(password) < MIN_PASSWORD:
+            raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
+        if role not in set(Role):
+            raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(Role)})")
+        plan_named(plan)
+        with self.db.session() as session:
+            if session.scalar(select(UserRow).where(UserRow.email == email)) is not None:
+                raise Conflict(f"an account for {email} exists already")
+            row = UserRow(
+                email=email,
+                password_hash=_hasher.hash(password),
+                role=role,
+                plan=plan,
+                created_at=_now(),
+            )
+            session.add(row)
+            session.flush()
+            return _user(row)
+
+    def user_count(self) -> int:
+        with self.db.session() as session:
+            return int(session.scalar(select(func.count()).select_from(UserRow)) or 0)
+
+    def authenticate(self, email: str, password: str, client: str = "") -> User:
+        email = email.strip().lower()
+        keys = (f"email:{email}", f"client:{client}")
+        self.throttle.check(*keys)
+        with self.db.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.email == email))
+            if row is not None and _verify(row.password_hash, password):
+                return _user(row)
+        self.throttle.failed(*keys)
+        raise Unauthenticated("wrong email or password")
+
+    def get(self, user_id: int) -> User:
+        with self.db.session() as session:
+            row = session.get(UserRow, user_id)
+            if row is None:
+                raise NotFound(f"no user {user_id}")
+            return _user(row)
+
+    def set_plan(self, user_id: int, plan: str) -> User:
+        plan_named(plan)
+        with self.db.session() as session:
+            row = session.get(UserRow, user_id)
+            if row is None:
+                raise NotFound(f"no user {user_id}")
+            row.plan = plan
+            return _user(row)
+
+    def issue(self, user: User, kind: str, name: str = "") -> str:
+        """A new session (kind `session`) or API token (kind `api`); returns the secret."""
+        secret = secrets.token_urlsafe(32)
+        expires = _now() + SESSION_LIFETIME if kind == "session" else None
+        with self.db.session() as session:
+            session.add(
+                TokenRow(
+                    hash=_hash(secret),
+                    user_id=user.id,
+                    kind=kind,
+                    name=name,
+                    created_at=_now(),
+                    expires_at=expires,
+                )
+            )
+        return secret
+
+    def user_for(self, secret: str) -> User:
+        """The user a session cookie or API token belongs to."""
+        with self.db.session() as session:
+            token = session.get(TokenRow, _hash(secret))
+            if token is None:
+                raise Unauthenticated("not signed in")
+            expires = token.expires_at
+            if (
+                expires is not None
+                and (expires.replace(tzinfo=UTC) if not expires.tzinfo else expires) < _now()
+            ):
+                session.delete(token)
+                raise Unauthenticated("the session has expired; sign in again")
+            row = session.get(UserRow, token.user_id)
+            if row is None:
+                raise Unauthenticated("not signed in")
+            return _user(row)
+
+    def revoke(self, secret: str) -> None:
+        with self.db.session() as session:
+            session.execute(delete(TokenRow).where(TokenRow.hash == _hash(secret)))
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,59 @@
+"""The playground catalog: built-in manifests plus every playground manifest in the content
+folder (`*.yaml` files whose `kind` is `playground`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from labyard.errors import ManifestError, NotFound
+from labyard.manifest import Manifest, builtin_names, load_manifest, manifest_from_source
+from labyard.manifest.source import read_yaml
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    manifest: Manifest
+    source: str
+    """`builtin` or the file it came from."""
+
+    def to_json(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "name": self.name,
+            "title": m.title or m.name,
+            "description": m.description,
+            "lifetime_s": m.lifetime,
+            "machines": [
+                {"name": x.name, "image": x.image, "cpus": x.cpus, "memory": x.memory}
+                for x in m.machines
+            ],
+        }
+
+
+class Catalog:
+    def __init__(self, content_dir: Path | None = None) -> None:
+        self.content_dir = content_dir
+        self.problems: list[str] = []
+
+    def entries(self) -> list[Entry]:
+        found = {n: Entry(n, load_manifest(n), "builtin") for n in builtin_names()}
+        self.problems = []
+        for path in sorted(self.content_dir.rglob("*.yaml")) if self.content_dir else []:
+            try:
+                source = read_yaml(path)
+                if not isinstance(source.data, dict) or source.data.get("kind") != "playground":
+                    continue
+                manifest = manifest_from_source(source)
+            except ManifestError as exc:
+                self.problems += exc.problems  # one broken file must not hide the others
+                continue
+            found[manifest.name] = Entry(manifest.name, manifest, str(path))
+        return sorted(found.values(), key=lambda e: (e.source != "builtin", e.name))
+
+    def get(self, name: str) -> Entry:
+        for entry in self.entries():
+            if entry.name == name:
+                return entry
+        raise NotFound(f"no playground {name!r} in the catalog")

@@ -1,0 +1,89 @@
+"""Shared fixtures: one real labyard instance per test session (its own data dir, the
+host's built images), torn down with everything it started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from labyard.manifest import Manifest, load_manifest, manifest_from_text
+from labyard.runtime.local.names import nft_table
+from labyard.services import Labyard, Playground
+from labyard.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES_DIR = Path(os.environ.get("LABYARD_IMAGES_DIR", "/var/lib/labyard/images"))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    data_dir = Path(tempfile.mkdtemp(prefix="labyard-test-"))
+    yield Settings(
+        data_dir=data_dir, images_dir=IMAGES_DIR, database_url=f"sqlite:///{data_dir}/labyard.db"
+    )
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def labyard(settings: Settings) -> AsyncIterator[Labyard]:
+    instance = Labyard(settings)
+    yield instance
+    for playground_id in await instance.driver.list():
+        await instance.driver.destroy(playground_id)
+    subprocess.run(
+        ["nft", "delete", "table", "inet", nft_table(settings.instance)],
+        capture_output=True, check=False,
+    )
+    instance.close()
+
+
+class Starter:
+    """Starts playgrounds for one test and destroys them after it."""
+
+    def __init__(self, labyard: Labyard) -> None:
+        self.labyard = labyard
+        self.started: list[str] = []
+
+    async def __call__(self, manifest: Manifest | str, lifetime_s: int | None = None) -> Playground:
+        if isinstance(manifest, str):
+            manifest = manifest_from_text(manifest, "test.yaml") if "\n" in manifest else load_manifest(manifest)
+        playground = await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s)
+        self.started.append(playground.id)
+        return playground
+
+    async def exec(self, playground: Playground, command: str, machine: str | None = None,
+                   timeout: float = 60) -> tuple[int, str, str]:
+        async with await self.labyard.playgrounds.connect(playground.id, machine) as connection:
+            result = await connection.run(command, timeout=timeout)
+        return result.exit_code, result.stdout, result.stderr
+
+    async def cleanup(self) -> None:
+        for playground_id in self.started:
+            if playground_id in [p.id for p in await self.labyard.playgrounds.list()]:
+                await self.labyard.playgrounds.destroy(playground_id)
+
+
+@pytest.fixture
+async def start(labyard: Labyard) -> AsyncIterator[Starter]:
+    starter = Starter(labyard)
+    yield starter
+    await asyncio.shield(starter.cleanup())
+
+
+def run_cli(settings: Settings, *args: str, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `labyard` command against the test instance."""
+    env = {**os.environ, "LABYARD_DATA_DIR": str(settings.data_dir),
+           "LABYARD_IMAGES_DIR": str(settings.images_dir), "COLUMNS": "200"}
+    env.pop("LABYARD_DATABASE_URL", None)
+    return subprocess.run(
+        [str(REPO / ".venv/bin/labyard"), *args], capture_output=True, text=True,
+        input=input, env=env, timeout=timeout, check=False,
+    )
