@@ -6,6 +6,7 @@
     ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
     ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
     ├── LimitExceeded            over a plan or host limit (exit 4, HTTP 429)
+    ├── Forbidden                signed in, but the role does not allow it (exit 4, HTTP 403)
     ├── RuntimeFailure           the sandbox world failed: runc, mounts, network (exit 5, HTTP 503)
     │   └── ImageBuildFailed
     └── AccessFailure            SSH into a machine failed (exit 5, HTTP 502)
@@ -68,6 +69,12 @@ class LimitExceeded(LabyardError):
     reason = "limit_exceeded"
     exit_code = 4
     http_status = 429
+
+
+class Forbidden(LabyardError):
+    reason = "forbidden"
+    exit_code = 4
+    http_status = 403
 
 
 class RuntimeFailure(LabyardError):

@@ -37,6 +37,11 @@ class Settings:
     start_timeout_s: float = 60.0
     """Longest wait for every machine to answer SSH before a start is rolled back."""
 
+    ports_domain: str | None = None
+    """With a domain (LABYARD_PORTS_DOMAIN, e.g. `labs.example.com`), the host name
+    `<port>-<machine>-<playground>.<domain>` reaches that port of that machine (wildcard DNS
+    and TLS are the operator's). Without one, only the path form `/p/...` does."""
+
     @property
     def instance(self) -> str:
         """Short tag that marks host resources (links, netns, cgroups, nft) as this instance's,
@@ -60,4 +65,7 @@ class Settings:
         data_dir = _env_path("LABYARD_DATA_DIR", Path("/var/lib/labyard"))
         images_dir = _env_path("LABYARD_IMAGES_DIR", Path("/var/lib/labyard/images"))
         url = os.environ.get("LABYARD_DATABASE_URL") or f"sqlite:///{data_dir / 'labyard.db'}"
-        return cls(data_dir=data_dir, images_dir=images_dir, database_url=url)
+        ports_domain = os.environ.get("LABYARD_PORTS_DOMAIN") or None
+        return cls(
+            data_dir=data_dir, images_dir=images_dir, database_url=url, ports_domain=ports_domain
+        )

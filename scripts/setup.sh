@@ -12,6 +12,7 @@ fi
 PACKAGES=(
   runc mmdebstrap iproute2 nftables e2fsprogs util-linux procps
   openssh-client openssh-server python3-venv ca-certificates
+  postgresql
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -30,8 +31,32 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored" >&2 || true
-.venv/bin/python -c "import labyard" # fail here, not later, if the install did not work
+pip_log=$(mktemp)
+if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >"$pip_log" 2>&1; then
+  cat "$pip_log" >&2
+  echo "setup: installing the Python packages failed" >&2
+  exit 1
+fi
+rm -f "$pip_log"
+
+# The web terminal's browser packages (xterm.js), served by the server from node_modules/.
+# Node's own packaging (e.g. NodeSource's nodejs, which bundles npm) counts as present.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# Re-run `npm ci` only when the lock file changed since the last install.
+if ! cmp -s package-lock.json node_modules/.labyard-installed-lock 2>/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  cp package-lock.json node_modules/.labyard-installed-lock
+fi
+# Browser tests drive Debian's chromium (never a downloaded one: `playwright install` is not used).
+if ! command -v chromium >/dev/null; then
+  echo "setup: installing chromium" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 .venv/bin/labyard image build linux docker >/dev/null
 echo "setup: done" >&2

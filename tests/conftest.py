@@ -39,7 +39,8 @@ async def labyard(settings: Settings) -> AsyncIterator[Labyard]:
         await instance.driver.destroy(playground_id)
     subprocess.run(
         ["nft", "delete", "table", "inet", nft_table(settings.instance)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     instance.close()
 
@@ -53,13 +54,18 @@ class Starter:
 
     async def __call__(self, manifest: Manifest | str, lifetime_s: int | None = None) -> Playground:
         if isinstance(manifest, str):
-            manifest = manifest_from_text(manifest, "test.yaml") if "\n" in manifest else load_manifest(manifest)
+            manifest = (
+                manifest_from_text(manifest, "test.yaml")
+                if "\n" in manifest
+                else load_manifest(manifest)
+            )
         playground = await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s)
         self.started.append(playground.id)
         return playground
 
-    async def exec(self, playground: Playground, command: str, machine: str | None = None,
-                   timeout: float = 60) -> tuple[int, str, str]:
+    async def exec(
+        self, playground: Playground, command: str, machine: str | None = None, timeout: float = 60
+    ) -> tuple[int, str, str]:
         async with await self.labyard.playgrounds.connect(playground.id, machine) as connection:
             result = await connection.run(command, timeout=timeout)
         return result.exit_code, result.stdout, result.stderr
@@ -77,13 +83,23 @@ async def start(labyard: Labyard) -> AsyncIterator[Starter]:
     await asyncio.shield(starter.cleanup())
 
 
-def run_cli(settings: Settings, *args: str, input: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `labyard` command against the test instance."""
-    env = {**os.environ, "LABYARD_DATA_DIR": str(settings.data_dir),
-           "LABYARD_IMAGES_DIR": str(settings.images_dir), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "LABYARD_DATA_DIR": str(settings.data_dir),
+        "LABYARD_IMAGES_DIR": str(settings.images_dir),
+        "COLUMNS": "200",
+    }
     env.pop("LABYARD_DATABASE_URL", None)
     return subprocess.run(
-        [str(REPO / ".venv/bin/labyard"), *args], capture_output=True, text=True,
-        input=input, env=env, timeout=timeout, check=False,
+        [str(REPO / ".venv/bin/labyard"), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env=env,
+        timeout=timeout,
+        check=False,
     )

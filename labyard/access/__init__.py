@@ -12,6 +12,7 @@ from labyard.access.ssh import (
     Forwarder,
     Target,
     connect,
+    connect_over,
     wait_until_ready,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "PtySession",
     "Target",
     "connect",
+    "connect_over",
     "generate_keypair",
     "public_key_of",
     "wait_until_ready",

@@ -36,6 +36,12 @@ class PtySession:
         with translated(self._where, "write to a terminal"):
             self._process.stdin.write(data)
 
+    async def drain(self) -> None:
+        """Wait until written input fits the SSH channel's window, so a caller that awaits
+        this after each `write` never queues more than one write's worth in memory."""
+        with translated(self._where, "write to a terminal"):
+            await self._process.stdin.drain()
+
     def resize(self, cols: int, rows: int) -> None:
         """Tell the terminal its new size; the shell sees SIGWINCH."""
         with translated(self._where, "resize a terminal"):

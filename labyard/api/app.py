@@ -11,8 +11,23 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
-from labyard.api import auth, health, playgrounds
+from labyard.api import (
+    account_pages,
+    attempts,
+    auth,
+    content,
+    health,
+    learn_pages,
+    pages,
+    playgrounds,
+    ports,
+    shares,
+    terminals,
+    tunnel,
+    web,
+)
 from labyard.errors import LabyardError
 from labyard.services import Labyard
 from labyard.services.reconciler import reconcile_forever
@@ -33,9 +48,11 @@ def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -
         task = None
         if reconcile_interval_s is not None:
             task = asyncio.create_task(reconcile_forever(labyard.playgrounds, reconcile_interval_s))
+        await labyard.attempts.resume()  # checks of attempts under way go on after a restart
         yield
         if task is not None:
             task.cancel()
+        await labyard.attempts.shutdown()
 
     app = FastAPI(
         title="labyard",
@@ -52,6 +69,19 @@ def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -
         if exc.http_status >= 500:
             log.error("%s %s: %s (%s)", request.method, request.url.path, exc.message, exc.detail)
         return _error(exc.http_status, exc.message, exc.reason)
+
+    @app.exception_handler(DataError)
+    async def refused_by_database(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (PostgreSQL: NUL characters, numbers out of
+        # range, strings over a column's length): the input's fault, not the server's.
+        log.warning(
+            "%s %s: database refused a value: %s", request.method, request.url.path, exc.orig
+        )
+        return _error(
+            422,
+            "a value in the request is not valid (control character, too long or out of range)",
+            "invalid_input",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,6 +105,21 @@ def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -
         )
         return response
 
-    for router in (auth.router, playgrounds.router, health.router):
+    for router in (
+        auth.router,
+        playgrounds.router,
+        attempts.router,
+        health.router,
+        tunnel.router,
+        shares.router,
+        ports.router,
+        content.router,
+        learn_pages.api_router,
+    ):
         app.include_router(router)
+    app.add_middleware(ports.SubdomainPorts, domain=labyard.settings.ports_domain)
+    # Web UI: pages, the terminal WebSocket and static files (see labyard/api/web.py).
+    for router in (account_pages.router, pages.router, learn_pages.router, terminals.router):
+        app.include_router(router)
+    web.mount_static(app)
     return app

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from labyard.api.deps import LabyardDep, UserDep
-from labyard.errors import InvalidInput, LimitExceeded
+from labyard.api.health import START_SECONDS, STARTS
+from labyard.errors import Forbidden, InvalidInput, LimitExceeded
 from labyard.manifest import Manifest, manifest_from_text
 from labyard.services.plans import check_start
 
@@ -48,7 +50,7 @@ def _manifest(body: StartRequest, role: str, labyard: Any) -> Manifest:
         raise InvalidInput("give either `name` (from the catalog) or `manifest`, not both")
     if body.manifest is not None:
         if role not in ("author", "admin"):
-            raise LimitExceeded("only authors may start playgrounds from their own manifests")
+            raise Forbidden("only authors may start playgrounds from their own manifests")
         return manifest_from_text(body.manifest, "manifest")
     assert body.name is not None  # checked above
     entry: Manifest = labyard.catalog.get(body.name).manifest
@@ -62,10 +64,20 @@ async def start_playground(
     """Start a playground; returns once every machine answers."""
     manifest = _manifest(body, user.role, labyard)
     plan = user.plan_limits
-    lifetime = min(body.lifetime_s or manifest.lifetime, plan.max_lifetime_s)
+    # A manifest's default is cut to the plan; an explicit request over it is refused (429).
+    lifetime = body.lifetime_s or min(manifest.lifetime, plan.max_lifetime_s)
     running = await labyard.playgrounds.list(owner=user.owner)
     check_start(plan, manifest, len(running), lifetime)
-    playground = await labyard.playgrounds.start(manifest, owner=user.owner, lifetime_s=lifetime)
+    started = time.monotonic()
+    try:
+        playground = await labyard.playgrounds.start(
+            manifest, owner=user.owner, lifetime_s=lifetime
+        )
+    except BaseException:
+        STARTS.labels("failed").inc()
+        raise
+    STARTS.labels("started").inc()
+    START_SECONDS.observe(time.monotonic() - started)
     return playground.to_json()
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import typer
 
-from labyard.cli._common import err, run
+from labyard.cli._common import err
+from labyard.cli.backend import Backend, run_on
 from labyard.cli.terminal import interactive_shell
 from labyard.errors import InvalidInput
-from labyard.services import Labyard
 
 MACHINE = typer.Option(None, "--machine", "-m", help="Machine name (default: the first).")
 _REMOTE = re.compile(r"^(?P<id>[a-z0-9]{8}):(?:(?P<machine>[a-z][a-z0-9-]*):)?(?P<path>.*)$")
@@ -24,11 +24,11 @@ _REMOTE = re.compile(r"^(?P<id>[a-z0-9]{8}):(?:(?P<machine>[a-z][a-z0-9-]*):)?(?
 def ssh(playground_id: str, machine: str | None = MACHINE) -> None:
     """Open an interactive shell in a machine."""
 
-    async def work(labyard: Labyard) -> int:
-        async with await labyard.playgrounds.connect(playground_id, machine) as connection:
+    async def work(backend: Backend) -> int:
+        async with await backend.connect(playground_id, machine) as connection:
             return await interactive_shell(connection)
 
-    raise typer.Exit(run(work))
+    raise typer.Exit(run_on(work))
 
 
 def exec_(
@@ -40,14 +40,14 @@ def exec_(
     """Run a command in a machine; its exit code becomes this command's."""
     line = command[0] if len(command) == 1 else shlex.join(command)
 
-    async def work(labyard: Labyard) -> int:
-        async with await labyard.playgrounds.connect(playground_id, machine) as connection:
+    async def work(backend: Backend) -> int:
+        async with await backend.connect(playground_id, machine) as connection:
             result = await connection.run(line, timeout=timeout)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         return result.exit_code
 
-    raise typer.Exit(run(work))
+    raise typer.Exit(run_on(work))
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,9 @@ def cp(source: str, destination: str) -> None:
         )
     remote = src if src.playground_id else dst
 
-    async def work(labyard: Labyard) -> None:
+    async def work(backend: Backend) -> None:
         assert remote.playground_id is not None  # checked above
-        async with await labyard.playgrounds.connect(remote.playground_id, remote.machine) as conn:
+        async with await backend.connect(remote.playground_id, remote.machine) as conn:
             if src.playground_id:
                 await conn.download(src.path, Path(dst.path))
             else:
@@ -86,7 +86,7 @@ def cp(source: str, destination: str) -> None:
                     raise InvalidInput(f"{src.path}: no such file or directory")
                 await conn.upload(local, dst.path)
 
-    run(work)
+    run_on(work)
 
 
 def port_forward(
@@ -101,12 +101,12 @@ def port_forward(
         raise InvalidInput(f"{ports!r}: write LOCAL:REMOTE, e.g. 8080:80")
     local, remote = int(match[1]), int(match[2])
 
-    async def work(labyard: Labyard) -> None:
-        async with await labyard.playgrounds.connect(playground_id, machine) as connection:
+    async def work(backend: Backend) -> None:
+        async with await backend.connect(playground_id, machine) as connection:
             forwarder = await connection.forward_local_port(address, local, "localhost", remote)
             err.print(f"forwarding {address}:{forwarder.port} -> {machine or 'machine'}:{remote}")
             print(forwarder.port, flush=True)
             await asyncio.Event().wait()  # until Ctrl-C
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a forward ends
-        run(work)
+        run_on(work)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import typer
 
-from labyard.cli import images, machines, playgrounds, server
+from labyard.cli import account, backend, content, images, machines, openssh, playgrounds, server
 from labyard.cli._common import err, print_json, run
 from labyard.errors import LabyardError, ManifestError
 
@@ -24,8 +24,24 @@ cli.command("ssh")(machines.ssh)
 cli.command("exec")(machines.exec_)
 cli.command("cp")(machines.cp)
 cli.command("port-forward")(machines.port_forward)
+cli.command("ssh-proxy")(openssh.ssh_proxy)
+cli.command("ssh-config")(openssh.ssh_config)
+cli.command("login")(account.login)
+cli.command("logout")(account.logout)
 cli.command("serve")(server.serve)
 cli.add_typer(server.admin, name="admin")
+cli.add_typer(content.app, name="content")
+
+
+@cli.callback()
+def main(
+    server_url: str = typer.Option(
+        None, "--server", help="Act on this labyard server (env LABYARD_SERVER)."
+    ),
+) -> None:
+    """Disposable Linux playgrounds with real machines: on this host, or on a server after
+    `labyard login`."""
+    backend.use_server(server_url)
 
 
 @cli.command()

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import typer
 from rich.table import Table
 
-from labyard.cli._common import err, out, print_json, run
+from labyard.cli._common import err, out, print_json
+from labyard.cli.backend import Backend, run_on
 from labyard.manifest import json_schema, load_manifest
-from labyard.services import Labyard, Playground
+from labyard.services import Playground
 
 app = typer.Typer(help="Start and manage playgrounds.", no_args_is_help=True)
 
@@ -42,13 +43,12 @@ def start(
     as_json: bool = JSON,
 ) -> None:
     """Start a playground; prints its id once every machine answers SSH."""
-    manifest = load_manifest(name_or_manifest)
 
-    async def work(labyard: Labyard) -> Playground:
-        with err.status(f"starting {manifest.name}…"):
-            return await labyard.playgrounds.start(manifest, lifetime_s=lifetime)
+    async def work(backend: Backend) -> Playground:
+        with err.status(f"starting {name_or_manifest}…"):
+            return await backend.start(name_or_manifest, lifetime)
 
-    playground = run(work)
+    playground = run_on(work)
     if as_json:
         print_json(playground.to_json())
     else:
@@ -59,7 +59,7 @@ def start(
 @app.command("list")
 def list_(as_json: bool = JSON) -> None:
     """Playgrounds of this labyard (expired ones are removed first)."""
-    playgrounds = run(lambda labyard: labyard.playgrounds.list(), reconcile=True)
+    playgrounds = run_on(lambda backend: backend.list())
     if as_json:
         print_json([p.to_json() for p in playgrounds])
     else:
@@ -69,7 +69,7 @@ def list_(as_json: bool = JSON) -> None:
 @app.command()
 def status(playground_id: str, as_json: bool = JSON) -> None:
     """One playground, with the live state of each machine."""
-    playground = run(lambda labyard: labyard.playgrounds.get(playground_id))
+    playground = run_on(lambda backend: backend.get(playground_id))
     if as_json:
         print_json(playground.to_json())
     else:
@@ -79,14 +79,14 @@ def status(playground_id: str, as_json: bool = JSON) -> None:
 @app.command()
 def stop(playground_id: str) -> None:
     """Halt the machines; their disks are kept for `restart`."""
-    run(lambda labyard: labyard.playgrounds.stop(playground_id))
+    run_on(lambda backend: backend.stop(playground_id))
     err.print(f"stopped {playground_id}")
 
 
 @app.command()
 def restart(playground_id: str) -> None:
     """Start the machines again, with their disks as they were."""
-    run(lambda labyard: labyard.playgrounds.restart(playground_id))
+    run_on(lambda backend: backend.restart(playground_id))
     err.print(f"restarted {playground_id}")
 
 
@@ -94,12 +94,12 @@ def restart(playground_id: str) -> None:
 def destroy(playground_ids: list[str]) -> None:
     """Remove playgrounds and everything they had on the host."""
 
-    async def work(labyard: Labyard) -> None:
+    async def work(backend: Backend) -> None:
         for playground_id in playground_ids:
-            await labyard.playgrounds.destroy(playground_id)
+            await backend.destroy(playground_id)
             err.print(f"destroyed {playground_id}")
 
-    run(work)
+    run_on(work)
 
 
 @app.command()

@@ -38,8 +38,15 @@ def serve(
     logs.configure(log_level.upper())
     labyard = Labyard(Settings.from_env(), content_dir=content_dir)
     err.print(f"labyard: serving on http://{host}:{port}/ (data in {labyard.settings.data_dir})")
-    uvicorn.run(create_app(labyard), host=host, port=port, log_config=None,
-                log_level=log_level, ws_ping_interval=20, ws_ping_timeout=20)
+    uvicorn.run(
+        create_app(labyard),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=log_level,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+    )
 
 
 def _password() -> str:

@@ -29,7 +29,13 @@ def _raw(fd: int) -> Iterator[None]:
 
 
 async def interactive_shell(connection: Connection) -> int:
-    """Run a login shell on a PTY, wired to this process's terminal; returns its exit code."""
+    """Run a login shell on a PTY, wired to this process's terminal; returns its exit code.
+
+    When stdin is not a terminal (`labyard ssh ID < script`), it is like `ssh host < script`:
+    no PTY, and the login shell reads its commands from stdin.
+    """
+    if not os.isatty(sys.stdin.fileno()):
+        return await _piped_shell(connection)
     loop = asyncio.get_running_loop()
     size = shutil.get_terminal_size()
     term = os.environ.get("TERM", "xterm-256color")
@@ -58,3 +64,10 @@ async def interactive_shell(connection: Connection) -> int:
             loop.remove_signal_handler(signal.SIGWINCH)
     await session.wait_closed()
     return session.exit_code or 0
+
+
+async def _piped_shell(connection: Connection) -> int:
+    result = await connection.run('exec "${SHELL:-/bin/sh}" -l', input=sys.stdin.buffer.read())
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 _DNS_LABEL = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -44,10 +44,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_BOOT_MOUNTS = ("/run", "/var/run", "/tmp", "/dev", "/proc", "/sys")
+
+
 class StartupFile(_Strict):
     """A file written into the machine before it boots."""
 
     path: str = Field(pattern=r"^/")
+
+    @field_validator("path")
+    @classmethod
+    def _survives_boot(cls, path: str) -> str:
+        for mount in _BOOT_MOUNTS:
+            if path == mount or path.startswith(mount + "/"):
+                raise ValueError(f"{mount} is mounted fresh at boot, so a file there would be lost")
+        return path
+
     content: str
     mode: str = Field("0644", pattern=r"^0?[0-7]{3,4}$")
     owner: str = "root"

@@ -9,17 +9,22 @@ from labyard.services.accounts import Accounts, User
 from labyard.services.catalog import Catalog
 from labyard.services.playgrounds import MachineView, Playground, Playgrounds
 from labyard.services.reconciler import Report, reconcile
+from labyard.services.shares import Share, Shares
+from labyard.services.tasks import Attempts
 from labyard.settings import Settings
 from labyard.store import Database
 
 __all__ = [
     "Accounts",
+    "Attempts",
     "Catalog",
     "Labyard",
     "MachineView",
     "Playground",
     "Playgrounds",
     "Report",
+    "Share",
+    "Shares",
     "User",
     "reconcile",
 ]
@@ -37,7 +42,9 @@ class Labyard:
         self.driver = make_driver(driver, settings)
         self.playgrounds = Playgrounds(settings, self.db, self.driver)
         self.accounts = Accounts(self.db)
+        self.shares = Shares(self.playgrounds)
         self.catalog = Catalog(content_dir)
+        self.attempts = Attempts(self.playgrounds, self.catalog)
 
     def close(self) -> None:
         self.db.close()

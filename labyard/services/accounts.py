@@ -24,7 +24,7 @@ from labyard.store import Database, Role, TokenRow, UserRow
 
 SESSION_LIFETIME = timedelta(days=14)
 MIN_PASSWORD = 8
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _hasher = PasswordHasher()
 
 
@@ -133,10 +133,11 @@ class Accounts:
         email = email.strip().lower()
         keys = (f"email:{email}", f"client:{client}")
         self.throttle.check(*keys)
-        with self.db.session() as session:
-            row = session.scalar(select(UserRow).where(UserRow.email == email))
-            if row is not None and _verify(row.password_hash, password):
-                return _user(row)
+        if _EMAIL.match(email):  # no account has any other: skip the lookup
+            with self.db.session() as session:
+                row = session.scalar(select(UserRow).where(UserRow.email == email))
+                if row is not None and _verify(row.password_hash, password):
+                    return _user(row)
         self.throttle.failed(*keys)
         raise Unauthenticated("wrong email or password")
 

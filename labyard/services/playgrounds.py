@@ -20,6 +20,7 @@ from labyard.errors import Conflict, NotFound, RuntimeFailure
 from labyard.images import find_image
 from labyard.manifest import Manifest
 from labyard.runtime import Driver, MachineState, PlaygroundSpec, new_playground_id
+from labyard.runtime.base import ID_PATTERN
 from labyard.services.init_tasks import run_init_tasks
 from labyard.services.locks import playground_lock
 from labyard.settings import Settings
@@ -76,7 +77,8 @@ class Playgrounds:
     # -- reading -------------------------------------------------------------------------
 
     def _row(self, session: Any, playground_id: str, owner: str | None) -> PlaygroundRow:
-        row = session.get(PlaygroundRow, playground_id)
+        # An id that cannot be one is not looked up (PostgreSQL rejects NUL characters).
+        row = session.get(PlaygroundRow, playground_id) if ID_PATTERN.match(playground_id) else None
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound(f"no playground {playground_id!r}")
         return row  # type: ignore[no-any-return]
@@ -323,7 +325,9 @@ class Playgrounds:
     async def connect(
         self, playground_id: str, machine: str | None = None, owner: str | None = None
     ) -> Connection:
-        playground = await self.get(playground_id, owner)
-        if playground.state != PlaygroundState.RUNNING:
-            raise Conflict(f"playground {playground_id} is {playground.state}, not running")
+        # The recorded state is enough here: a machine that died since says so on connect.
+        with self.db.session() as session:
+            state = self._row(session, playground_id, owner).state
+        if state != PlaygroundState.RUNNING:
+            raise Conflict(f"playground {playground_id} is {state}, not running")
         return await connect(self.target(playground_id, machine, owner))

@@ -2,17 +2,23 @@
 
 from labyard.store.db import Database
 from labyard.store.models import (
+    AttemptRow,
+    AttemptState,
     Base,
     MachineRow,
     PlaygroundRow,
     PlaygroundState,
     Role,
     ShareRow,
+    TaskResultRow,
+    TaskState,
     TokenRow,
     UserRow,
 )
 
 __all__ = [
+    "AttemptRow",
+    "AttemptState",
     "Base",
     "Database",
     "MachineRow",
@@ -20,6 +26,8 @@ __all__ = [
     "PlaygroundState",
     "Role",
     "ShareRow",
+    "TaskResultRow",
+    "TaskState",
     "TokenRow",
     "UserRow",
 ]

@@ -7,9 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -33,8 +32,27 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _newest_revision() -> str:
+    # Revisions are numbered files (0001_..., 0002_...), so the newest is the largest.
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return str(value) if value is not None else None
+    except DBAPIError:
+        return None  # a new database: no version table yet
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (a no-op when it is there already)."""
+    if _current_revision(engine) == _newest_revision():
+        return  # every CLI command opens the database: skip loading Alembic when current
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, Text
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment in time, stored in UTC and always read back timezone-aware (UTC).
+
+    SQLite has no time zones: a plain DateTime(timezone=True) drops the offset on write and
+    returns naive values, so a non-UTC moment would shift. This converts on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # A naive value is taken as UTC, the way everything here reads them.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class PlaygroundState(enum.StrEnum):
@@ -35,9 +56,9 @@ class PlaygroundRow(Base):
     driver_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     client_key: Mapped[str] = mapped_column(Text)
     """Private key the control plane logs into the machines with."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     machines: Mapped[list[MachineRow]] = relationship(
         back_populates="playground", cascade="all, delete-orphan", order_by="MachineRow.position"
@@ -75,7 +96,7 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default=Role.LEARNER)
     plan: Mapped[str] = mapped_column(String(32), default="free")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class TokenRow(Base):
@@ -88,8 +109,8 @@ class TokenRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     """`session` (cookie, expires) or `api` (CLI, until revoked)."""
     name: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ShareRow(Base):
@@ -103,4 +124,69 @@ class ShareRow(Base):
     )
     machine: Mapped[str] = mapped_column(String(64))
     port: Mapped[int] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AttemptState(enum.StrEnum):
+    ACTIVE = "active"
+    SOLVED = "solved"
+    FAILED = "failed"
+    """A failcheck said the attempt cannot succeed any more; the learner starts over."""
+    ENDED = "ended"
+    """Given up, or its playground went away before it was solved."""
+
+
+class TaskState(enum.StrEnum):
+    """iximiuz's task status codes, so existing content and clients read them unchanged."""
+
+    CREATED = "created"
+    BLOCKED = "blocked"
+    """A task it `needs` is not completed yet."""
+    RUNNING = "running"
+    """Its check is looped in the machine."""
+    FAILED = "failed"
+    COMPLETED = "completed"
+
+
+class AttemptRow(Base):
+    """One learner's go at a challenge or tutorial, in its own playground."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    content_key: Mapped[str] = mapped_column(String(200))
+    """`challenges/<slug>` and the like."""
+    playground_id: Mapped[str | None] = mapped_column(
+        ForeignKey("playgrounds.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    """Why it failed or ended, for the learner."""
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The tasks as they were when it started: an author's later edit does not change the
+    rules of an attempt already under way, and a restarted server needs no content folder."""
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the learner typed into user-input tasks, by task name."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    tasks: Mapped[list[TaskResultRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TaskResultRow(Base):
+    __tablename__ = "task_results"
+
+    attempt_id: Mapped[str] = mapped_column(
+        ForeignKey("attempts.id", ondelete="CASCADE"), primary_key=True
+    )
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    """Of the run that completed it (for `x(.needs.TASK.stdout)`)."""
+    hint: Mapped[str] = mapped_column(Text, default="")
+    """Latest output of its hintcheck."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -9,11 +9,14 @@ bring a stopped playground back and `destroy` clean up after a start that died h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import shutil
+import signal
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from labyard.errors import NotFound, RuntimeFailure
 from labyard.images import Image, find_image
@@ -37,6 +40,8 @@ from labyard.runtime.local.names import (
 from labyard.runtime.local.oci import machine_config
 from labyard.runtime.local.runc import Runc
 from labyard.settings import Settings
+
+T = TypeVar("T")
 
 STOP_GRACE_S = 10.0
 """How long systemd in a machine gets to shut down cleanly before it is killed."""
@@ -63,13 +68,20 @@ class LocalDriver(Driver):
         manifest = spec.manifest
         images = {m.image: find_image(self.settings.images_dir, m.image) for m in manifest.machines}
         names.dir.mkdir(parents=True, exist_ok=True)
-        subnets = await asyncio.to_thread(self._ensure_networks, names, manifest)
-        endpoints = await asyncio.gather(
-            *(
+        subnets = await _uninterrupted(asyncio.to_thread(self._ensure_networks, names, manifest))
+        machines = [
+            asyncio.ensure_future(
                 self._start_machine(names, spec, index, machine, images[machine.image], subnets)
-                for index, machine in enumerate(manifest.machines)
             )
-        )
+            for index, machine in enumerate(manifest.machines)
+        ]
+        try:
+            endpoints = await asyncio.gather(*machines)
+        except BaseException:
+            for task in machines:  # gather leaves the others running on a failure
+                task.cancel()
+            await asyncio.wait(machines)  # so the rollback that follows does not race them
+            raise
         return Started(list(endpoints), self._saved_state(names, manifest, images, subnets))
 
     def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
@@ -96,10 +108,10 @@ class LocalDriver(Driver):
             return MachineEndpoint(machine.name, str(address))
         if state is not None:
             await self.runc.delete(container)
-        bundle = await asyncio.to_thread(
-            self._prepare_machine, names, spec, index, machine, image, subnets
+        bundle = await _uninterrupted(
+            asyncio.to_thread(self._prepare_machine, names, spec, index, machine, image, subnets)
         )
-        await self.runc.run_detached(container, bundle, bundle / "console.log")
+        await _uninterrupted(self.runc.run_detached(container, bundle, bundle / "console.log"))
         return MachineEndpoint(machine.name, str(address))
 
     def _prepare_machine(
@@ -166,16 +178,17 @@ class LocalDriver(Driver):
 
     async def status(self, playground_id: str) -> dict[str, MachineState]:
         names = self._names(playground_id)
-        result: dict[str, MachineState] = {}
-        for machine in self._machine_names(names):
-            state = await self.runc.state(names.container(machine))
-            if state is not None and state.get("status") == "running":
-                result[machine] = MachineState.RUNNING
-            elif (names.machine_dir(machine) / "disk.img").exists():
-                result[machine] = MachineState.STOPPED
-            else:
-                result[machine] = MachineState.MISSING
-        return result
+        machines = self._machine_names(names)
+        states = await asyncio.gather(*(self._machine_state(names, m) for m in machines))
+        return dict(zip(machines, states, strict=True))
+
+    async def _machine_state(self, names: HostNames, machine: str) -> MachineState:
+        state = await self.runc.state(names.container(machine))
+        if state is not None and state.get("status") == "running":
+            return MachineState.RUNNING
+        if (names.machine_dir(machine) / "disk.img").exists():
+            return MachineState.STOPPED
+        return MachineState.MISSING
 
     async def machine_memory(self, playground_id: str) -> dict[str, int]:
         names = self._names(playground_id)
@@ -213,7 +226,7 @@ class LocalDriver(Driver):
     async def _stop_machine(self, names: HostNames, machine: str, now: bool) -> None:
         container = names.container(machine)
         if not now and await self.runc.state(container) is not None:
-            await self.runc.kill(container, "SIGRTMIN+3")  # systemd: halt cleanly
+            await self.runc.kill(container, str(signal.SIGRTMIN + 3))  # systemd: halt cleanly
             for _ in range(int(STOP_GRACE_S / 0.1)):
                 state = await self.runc.state(container)
                 if state is None or state.get("status") == "stopped":
@@ -250,6 +263,22 @@ class LocalDriver(Driver):
             if storage.mounted_under(names.dir):
                 raise RuntimeFailure(f"playground {names.playground_id}: a mount is still busy")
             shutil.rmtree(names.dir)
+
+
+async def _uninterrupted(step: Awaitable[T]) -> T:
+    """Await a host-changing step to its end even when cancelled, then pass the cancel on.
+
+    A cancelled to_thread() or subprocess keeps running unseen; a rollback started meanwhile
+    would race it (mounting after the unmount, a container appearing after the delete).
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():  # gather() and its caller may cancel more than once
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        raise
 
 
 def _addresses(

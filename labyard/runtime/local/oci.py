@@ -80,7 +80,10 @@ def _mount(dest: str, kind: str, source: str, *options: str) -> dict[str, Any]:
     return {"destination": dest, "type": kind, "source": source, "options": list(options)}
 
 
-def _mounts(needs: MachineNeeds, volumes: dict[str, Path]) -> list[dict[str, Any]]:
+def _mounts(memory: int, volumes: dict[str, Path]) -> list[dict[str, Any]]:
+    # tmpfs sizes follow the machine's memory (they are charged to it), as Linux sizes
+    # them after the RAM of a real box; filling one says "No space left", not OOM.
+    half = f"size={memory // 2}"
     mounts = [
         _mount("/proc", "proc", "proc", "nosuid", "noexec", "nodev"),
         _mount("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
@@ -95,12 +98,12 @@ def _mounts(needs: MachineNeeds, volumes: dict[str, Path]) -> list[dict[str, Any
             "mode=0620",
             "gid=5",
         ),
-        _mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777"),
+        _mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", half),
         _mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
         _mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
         _mount("/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev", "rw"),
-        _mount("/run", "tmpfs", "tmpfs", "nosuid", "nodev", "mode=755", "size=20%"),
-        _mount("/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", "size=20%"),
+        _mount("/run", "tmpfs", "tmpfs", "nosuid", "nodev", "mode=755", half),
+        _mount("/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", half),
     ]
     for dest, source in volumes.items():
         mounts.append(_mount(dest, "bind", str(source), "rbind", "rw"))
@@ -143,7 +146,7 @@ def machine_config(
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": machine.name,
-        "mounts": _mounts(needs, volumes),
+        "mounts": _mounts(machine.memory, volumes),
         "linux": {
             "namespaces": [
                 {"type": "pid"},

@@ -53,7 +53,10 @@ class Runc:
         return state
 
     async def kill(self, container: str, signal: str) -> None:
-        await self._run("kill", container, signal)
+        """Send `signal` (a name runc knows, or a number); a stopped container is fine."""
+        code, _, err = await self._run("kill", container, signal)
+        if code != 0 and "not running" not in err and "does not exist" not in err:
+            raise RuntimeFailure(f"cannot signal machine {container}", detail=err)
 
     async def delete(self, container: str) -> None:
         """Force-delete; a container that does not exist is fine."""

@@ -39,8 +39,10 @@ def upgrade() -> None:
         "shares",
         sa.Column("token", sa.String(64), primary_key=True),
         sa.Column(
-            "playground_id", sa.String(16),
-            sa.ForeignKey("playgrounds.id", ondelete="CASCADE"), nullable=False,
+            "playground_id",
+            sa.String(16),
+            sa.ForeignKey("playgrounds.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("machine", sa.String(64), nullable=False),
         sa.Column("port", sa.Integer(), nullable=False),

@@ -1,0 +1,71 @@
+"""The local backend: this host's labyard instance, through its services."""
+
+from __future__ import annotations
+
+import asyncio
+
+from labyard.access import Connection
+from labyard.cli._pipes import Stream, TcpStream
+from labyard.cli.backend import SshKeys
+from labyard.errors import AccessFailure, Conflict
+from labyard.manifest import load_manifest
+from labyard.services import Labyard, Playground, reconcile
+from labyard.settings import Settings
+
+_CONNECT_TIMEOUT_S = 10.0
+
+
+class LocalBackend:
+    server: str | None = None
+
+    def __init__(self) -> None:
+        self.labyard = Labyard(Settings.from_env())
+
+    async def start(self, source: str, lifetime_s: int | None) -> Playground:
+        manifest = load_manifest(source)
+        return await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s)
+
+    async def list(self) -> list[Playground]:
+        await reconcile(self.labyard.playgrounds)  # expired ones are removed first
+        return await self.labyard.playgrounds.list()
+
+    async def get(self, playground_id: str) -> Playground:
+        return await self.labyard.playgrounds.get(playground_id)
+
+    async def stop(self, playground_id: str) -> Playground:
+        return await self.labyard.playgrounds.stop(playground_id)
+
+    async def restart(self, playground_id: str) -> Playground:
+        return await self.labyard.playgrounds.restart(playground_id)
+
+    async def destroy(self, playground_id: str) -> None:
+        await self.labyard.playgrounds.destroy(playground_id)
+
+    async def connect(self, playground_id: str, machine: str | None) -> Connection:
+        return await self.labyard.playgrounds.connect(playground_id, machine)
+
+    async def ssh_keys(self, playground_id: str) -> SshKeys:
+        playground = await self.labyard.playgrounds.get(playground_id)
+        targets = [
+            self.labyard.playgrounds.target(playground_id, m.name) for m in playground.machines
+        ]
+        names = [m.name for m in playground.machines]
+        return SshKeys(
+            user=targets[0].user,
+            client_key=targets[0].client_private_key,
+            host_keys={n: t.host_public_key for n, t in zip(names, targets, strict=True)},
+        )
+
+    async def open_stream(self, playground_id: str, machine: str | None) -> Stream:
+        playground = await self.labyard.playgrounds.get(playground_id)
+        if playground.state != "running":
+            raise Conflict(f"playground {playground_id} is {playground.state}, not running")
+        target = self.labyard.playgrounds.target(playground_id, machine)
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                return TcpStream(*await asyncio.open_connection(target.address, target.port))
+        except (OSError, TimeoutError) as exc:
+            raise AccessFailure(f"nothing accepts SSH connections on {target.where}") from exc
+
+    async def close(self) -> None:
+        self.labyard.close()

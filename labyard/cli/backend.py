@@ -1,0 +1,92 @@
+"""Where CLI commands act: the local instance, or a labyard server (after `labyard login`,
+or with `--server URL` / `LABYARD_SERVER`). The choice is made here and nowhere else.
+
+Both backends hand out the same things: playgrounds (`labyard.services.Playground`), SSH
+`Connection`s from `labyard.access` (so exec, terminals, file copy and port forwarding are
+one code path), the keys OpenSSH needs, and raw byte streams to a machine's sshd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from labyard.access import Connection
+from labyard.cli import credentials
+from labyard.cli._pipes import Stream
+from labyard.services import Playground
+
+T = TypeVar("T")
+
+_server_option: str | None = None
+
+
+@dataclass(frozen=True)
+class SshKeys:
+    """What OpenSSH needs for one playground: its client key, each machine's host key."""
+
+    user: str
+    client_key: str
+    host_keys: dict[str, str]
+    """Machine name -> OpenSSH public key line, in the playground's machine order."""
+
+
+class Backend(Protocol):
+    server: str | None
+    """The server URL, or None for the local instance."""
+
+    async def start(self, source: str, lifetime_s: int | None) -> Playground:
+        """`source`: a catalog name, or a manifest file."""
+
+    async def list(self) -> list[Playground]: ...
+
+    async def get(self, playground_id: str) -> Playground: ...
+
+    async def stop(self, playground_id: str) -> Playground: ...
+
+    async def restart(self, playground_id: str) -> Playground: ...
+
+    async def destroy(self, playground_id: str) -> None: ...
+
+    async def connect(self, playground_id: str, machine: str | None) -> Connection:
+        """An SSH connection to a machine (the first one by default); close it after."""
+
+    async def ssh_keys(self, playground_id: str) -> SshKeys: ...
+
+    async def open_stream(self, playground_id: str, machine: str | None) -> Stream:
+        """Raw bytes to and from the machine's sshd."""
+
+    async def close(self) -> None: ...
+
+
+def use_server(url: str | None) -> None:
+    """The global `--server URL` option."""
+    global _server_option
+    _server_option = url
+
+
+def server_option() -> str | None:
+    return _server_option
+
+
+def choose() -> Backend:
+    from labyard.cli._local import LocalBackend
+    from labyard.cli._remote import RemoteBackend
+
+    login = credentials.current(_server_option)
+    return LocalBackend() if login is None else RemoteBackend(login)
+
+
+def run_on(work: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run `work` on the chosen backend, closing it after."""
+
+    async def main() -> T:
+        backend = choose()
+        try:
+            return await work(backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(main())

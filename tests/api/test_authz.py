@@ -1,0 +1,524 @@
+"""Who may do what: every playground endpoint, HTTP and WebSocket, is the owner's alone.
+
+User A starts a real `linux` playground through the API; user B then tries every endpoint
+with A's playground id (taken from the OpenAPI spec and the app's routes, so a new endpoint
+is covered without editing this file) and must get 404, exactly as for a playground that
+does not exist, while A's playground stays as it was. Also: sign-in, CSRF, plan limits,
+login throttling, `labyard admin create-user`, /healthz and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.routing import BaseRoute, WebSocketRoute
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from labyard.api.app import create_app
+from labyard.services import Labyard, User
+from labyard.settings import Settings
+from tests.api.openapi_examples import body_for, fill, operations, path_params
+from tests.conftest import IMAGES_DIR, REPO
+
+PASSWORD = "a long enough password"
+MARKER = "/root/written-by-someone-else"
+# Endpoints under /api that answer without signing in; everything else there must 401.
+PUBLIC = {
+    ("POST", "/api/signup"),
+    ("POST", "/api/login"),
+    ("POST", "/api/tokens"),
+    ("GET", "/api/catalog"),
+}
+PUBLIC_READS_UNDER = "/api/content"  # the content folder (no answers in it), for anyone
+# The WebSocket routes on a playground when this was written: the test fails if one
+# vanishes, and checks any new one automatically.
+EXPECTED_WEBSOCKETS = {
+    "/api/playgrounds/{playground_id}/machines/{machine}/terminal",
+    "/api/playgrounds/{playground_id}/machines/{machine}/ssh",
+    "/p/{playground_id}/{machine}/{port}/{path:path}",
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    user: User
+    email: str
+    token: str
+
+
+@dataclass(frozen=True)
+class World:
+    a: Account
+    b: Account
+    playground_id: str
+    machine: str
+    share_token: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Values for path parameters and body fields: all of them A's real ones."""
+        return {
+            "playground_id": self.playground_id,
+            "machine": self.machine,
+            "token": self.share_token,
+            "port": 80,
+            "path": "",
+            "command": f"touch {MARKER}",
+        }
+
+
+def make_account(labyard: Labyard, role: str = "learner", plan: str = "free") -> Account:
+    email = f"{role}-{secrets.token_hex(5)}@example.org"
+    user = labyard.accounts.create_user(email, PASSWORD, role=role, plan=plan)
+    return Account(user, email, labyard.accounts.issue(user, "api", "authz test"))
+
+
+def api(app: FastAPI, token: str | None = None, address: str = "192.0.2.10") -> httpx.AsyncClient:
+    """An in-process client; `address` is the client IP the server sees (login throttle)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=headers, timeout=120
+    )
+
+
+def playground_operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    return [op for op in operations(app.openapi()) if "{playground_id}" in op[1]]
+
+
+def all_routes(app: FastAPI) -> list[tuple[str, BaseRoute]]:
+    """(full path, route) for every route, routers included (FastAPI may nest them)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is flat already
+        return [(getattr(r, "path", ""), r) for r in app.routes]
+    return [(c.path or "", c.original_route) for c in iter_route_contexts(app.routes)]
+
+
+def websocket_routes(app: FastAPI) -> set[str]:
+    return {
+        path
+        for path, route in all_routes(app)
+        if isinstance(route, WebSocketRoute | APIWebSocketRoute) and "{playground_id}" in path
+    }
+
+
+async def snapshot(app: FastAPI, world: World) -> dict[str, Any]:
+    """What A sees of the playground: state, machines, expiry, share links."""
+    async with api(app, world.a.token) as client:
+        playground = await client.get(f"/api/playgrounds/{world.playground_id}")
+        shares = await client.get(f"/api/playgrounds/{world.playground_id}/shares")
+    assert playground.status_code == 200, playground.text
+    assert shares.status_code == 200, shares.text
+    return {"playground": playground.json(), "shares": shares.json()}
+
+
+async def exec_as_a(app: FastAPI, world: World, command: str) -> dict[str, Any]:
+    async with api(app, world.a.token) as client:
+        r = await client.post(
+            f"/api/playgrounds/{world.playground_id}/exec", json={"command": command}
+        )
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()
+    return result
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(labyard: Labyard) -> FastAPI:
+    return create_app(labyard, reconcile_interval_s=None)
+
+
+@pytest.fixture(scope="module")
+async def world(labyard: Labyard, app: FastAPI) -> AsyncIterator[World]:
+    a, b = make_account(labyard), make_account(labyard)
+    async with api(app, a.token) as client:
+        started = await client.post("/api/playgrounds", json={"name": "linux"})
+        assert started.status_code == 201, started.text
+        playground_id: str = started.json()["id"]
+        try:
+            machine: str = started.json()["machines"][0]["name"]
+            share = await client.post(
+                f"/api/playgrounds/{playground_id}/shares", json={"machine": machine, "port": 80}
+            )
+            assert share.status_code == 201, share.text
+            yield World(a, b, playground_id, machine, share.json()["token"])
+        finally:
+            if playground_id in [p.id for p in await labyard.playgrounds.list()]:
+                await asyncio.shield(labyard.playgrounds.destroy(playground_id))
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+
+
+@pytest.fixture(scope="module")
+async def live_server(app: FastAPI) -> AsyncIterator[LiveServer]:
+    """The same app behind real uvicorn, for WebSockets (ASGITransport does not do them)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", ws_ping_interval=None)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(15):
+            while not server.started:
+                assert not task.done(), "uvicorn stopped while starting"
+                await asyncio.sleep(0.02)
+        yield LiveServer(f"127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(15):
+            await task
+        sock.close()
+
+
+# -- every playground endpoint is the owner's --------------------------------------------
+
+
+async def test_other_users_get_404_from_every_playground_endpoint(
+    app: FastAPI, world: World
+) -> None:
+    spec = app.openapi()
+    on_playgrounds = playground_operations(app)
+    names = {f"{m} {p}" for m, p, _ in on_playgrounds}
+    # Guard against an iteration that quietly finds nothing.
+    assert {
+        "GET /api/playgrounds/{playground_id}",
+        "DELETE /api/playgrounds/{playground_id}",
+        "POST /api/playgrounds/{playground_id}/exec",
+    } <= names
+
+    # A's own reads with the same values succeed: the ids below are real, not just wrong.
+    async with api(app, world.a.token) as a_client:
+        for method, path, _ in on_playgrounds:
+            if method == "GET":
+                r = await a_client.get(fill(path, world.params))
+                assert r.status_code == 200, f"A: {method} {path}: {r.status_code} {r.text}"
+
+    before = await snapshot(app, world)
+    outcomes: dict[str, str] = {}
+    async with api(app, world.b.token, address="192.0.2.11") as b_client:
+        for method, path, operation in on_playgrounds:
+            body = body_for(operation, spec, world.params)
+            r = await b_client.request(method, fill(path, world.params), json=body)
+            outcomes[f"{method} {path}"] = f"{r.status_code} {r.text[:200]}"
+        # Routes outside the spec (web pages, port proxy) that take a playground id.
+        for path, route in all_routes(app):
+            if not isinstance(route, APIRoute) or route.include_in_schema:
+                continue
+            if "{playground_id}" not in path:
+                continue
+            for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
+                r = await b_client.request(method, fill(path, world.params), follow_redirects=True)
+                outcomes[f"{method} {path} (no schema)"] = f"{r.status_code} {r.text[:200]}"
+
+    assert len(outcomes) >= len(on_playgrounds)
+    wrong = {k: v for k, v in outcomes.items() if not v.startswith("404 ")}
+    assert wrong == {}, f"B reached A's playground: {wrong}"
+    assert await snapshot(app, world) == before
+    result = await exec_as_a(app, world, f"test -e {MARKER}; echo $?")
+    assert result["stdout"].strip() == "1", "B's exec ran in A's machine"
+
+
+async def test_signed_out_requests_get_401(app: FastAPI, world: World) -> None:
+    spec = app.openapi()
+    under_api = [op for op in operations(spec) if op[1].startswith("/api/")]
+    listed = {(m, p) for m, p, _ in under_api}
+    assert listed >= PUBLIC, f"public endpoints gone from the spec: {PUBLIC - listed}"
+    private = [
+        (m, p, o)
+        for m, p, o in under_api
+        if (m, p) not in PUBLIC and not (m == "GET" and p.startswith(PUBLIC_READS_UNDER))
+    ]
+    assert len(private) >= 10
+
+    revoked = make_account(api_labyard(app))
+    api_labyard(app).accounts.revoke(revoked.token)
+    for credentials in (None, "not-a-token", revoked.token):
+        outcomes: dict[str, int] = {}
+        async with api(app, credentials) as client:
+            for method, path, operation in private:
+                # Other ids (of attempts, say) need no real value: nobody is signed in.
+                values = {**{p: "x" for p in path_params(path)}, **world.params}
+                body = body_for(operation, spec, values)
+                r = await client.request(method, fill(path, values), json=body)
+                outcomes[f"{method} {path}"] = r.status_code
+                if r.status_code == 401:
+                    assert r.json()["error"]["reason"] == "unauthenticated"
+        wrong = {k: v for k, v in outcomes.items() if v != 401}
+        assert wrong == {}, f"with credentials {credentials!r}: {wrong}"
+
+    async with api(app) as client:
+        assert (await client.get("/api/catalog")).status_code == 200
+
+
+def api_labyard(app: FastAPI) -> Labyard:
+    labyard: Labyard = app.state.labyard
+    return labyard
+
+
+async def test_cookie_sessions_need_the_csrf_header_and_tokens_do_not(
+    app: FastAPI, world: World
+) -> None:
+    exec_url = f"/api/playgrounds/{world.playground_id}/exec"
+    async with api(app, address="192.0.2.12") as browser:
+        login = await browser.post(
+            "/api/login", json={"email": world.a.email, "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        csrf = browser.cookies.get("labyard_csrf")
+        assert csrf and browser.cookies.get("labyard_session")
+        assert (await browser.get("/api/me")).status_code == 200  # reads need no header
+
+        missing = await browser.post(exec_url, json={"command": "true"})
+        assert missing.status_code == 403, missing.text
+        assert missing.json()["error"]["reason"] == "csrf_failed"
+        wrong = await browser.post(
+            exec_url, json={"command": "true"}, headers={"X-CSRF-Token": csrf + "x"}
+        )
+        assert wrong.status_code == 403, wrong.text
+        logout = await browser.post("/api/logout")
+        assert logout.status_code == 403, logout.text
+
+        right = await browser.post(
+            exec_url, json={"command": "echo cookie"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert right.status_code == 200, right.text
+        assert right.json()["stdout"] == "cookie\n"
+        # The session survived the refused logout.
+        assert (await browser.get("/api/me")).json()["email"] == world.a.email
+
+    async with api(app, world.a.token) as cli:
+        r = await cli.post(exec_url, json={"command": "echo token"})
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"] == "token\n"
+
+
+# -- WebSockets --------------------------------------------------------------------------
+
+
+async def ws_outcome(url: str, headers: dict[str, str], seconds: float = 5.0) -> str:
+    """`http NNN` (handshake refused), `close NNNN` (closed by the server), or `open`
+    (still open after `seconds`, or it sent bytes: something answered)."""
+    try:
+        async with asyncio.timeout(seconds + 10):
+            async with ws_connect(
+                url, additional_headers=headers, open_timeout=10, ping_interval=None
+            ) as ws:
+                try:
+                    async with asyncio.timeout(seconds):
+                        while True:
+                            frame = await ws.recv()
+                            if isinstance(frame, bytes):
+                                return f"open (got {frame[:40]!r})"
+                except TimeoutError:
+                    return "open"
+                except ConnectionClosed as closed:
+                    code = closed.rcvd.code if closed.rcvd else 1006
+                    return f"close {code}"
+    except InvalidStatus as refused:
+        return f"http {refused.response.status_code}"
+    return "open"
+
+
+async def test_websockets_refuse_other_users(
+    app: FastAPI, world: World, live_server: LiveServer
+) -> None:
+    routes = websocket_routes(app)
+    assert routes >= EXPECTED_WEBSOCKETS, f"WebSocket routes gone: {EXPECTED_WEBSOCKETS - routes}"
+    before = await snapshot(app, world)
+    outcomes: dict[str, dict[str, str]] = {}
+    for path in sorted(routes):
+        url = f"ws://{live_server.url}{fill(path, world.params)}"
+        outcomes[path] = {
+            "A": await ws_outcome(url, {"Authorization": f"Bearer {world.a.token}"}),
+            "B": await ws_outcome(url, {"Authorization": f"Bearer {world.b.token}"}),
+            "nobody": await ws_outcome(url, {}),
+        }
+    for path, seen in outcomes.items():
+        assert seen["B"] in ("close 4404", "http 404"), f"{path}: {seen}"
+        assert seen["A"] not in ("close 4404", "http 404"), f"{path}: A refused: {seen}"
+        assert seen["nobody"] in ("close 4401", "close 4404", "http 401", "http 404"), (
+            f"{path}: {seen}"
+        )
+    ssh = outcomes["/api/playgrounds/{playground_id}/machines/{machine}/ssh"]
+    assert ssh["A"].startswith("open (got b'SSH-2.0"), ssh
+    assert await snapshot(app, world) == before
+
+
+# -- plans -------------------------------------------------------------------------------
+
+FOUR_MACHINES = """\
+kind: playground
+name: four
+machines:
+  - {name: m1, image: linux}
+  - {name: m2, image: linux}
+  - {name: m3, image: linux}
+  - {name: m4, image: linux}
+"""
+
+
+async def test_plan_limits_say_what_is_over(app: FastAPI, world: World, labyard: Labyard) -> None:
+    before = await snapshot(app, world)
+    async with api(app, world.a.token) as a_client:
+        second = await a_client.post("/api/playgrounds", json={"name": "linux"})
+        assert second.status_code == 429, second.text
+        error = second.json()["error"]
+        assert error["reason"] == "limit_exceeded"
+        assert "1 playground(s) at a time" in error["message"]
+        assert "destroy one first" in error["message"]
+
+        extend = await a_client.post(
+            f"/api/playgrounds/{world.playground_id}/extend", json={"seconds": 60}
+        )
+        assert extend.status_code == 429, extend.text
+        assert "3600 s in all" in extend.json()["error"]["message"]
+        assert len((await a_client.get("/api/playgrounds")).json()) == 1
+
+    author = make_account(labyard, role="author")
+    async with api(app, author.token) as author_client:
+        big = await author_client.post("/api/playgrounds", json={"manifest": FOUR_MACHINES})
+        assert big.status_code == 429, big.text
+        assert "4 machines" in big.json()["error"]["message"]
+        assert "allows 3 per playground" in big.json()["error"]["message"]
+
+        long = await author_client.post(
+            "/api/playgrounds", json={"name": "linux", "lifetime_s": 7200}
+        )
+        assert long.status_code == 429, long.text
+        assert "7200 s is over the Free plan's 3600 s" in long.json()["error"]["message"]
+        assert (await author_client.get("/api/playgrounds")).json() == []
+
+    async with api(app, world.b.token) as learner:
+        raw = await learner.post("/api/playgrounds", json={"manifest": FOUR_MACHINES})
+        assert raw.status_code == 403, raw.text
+        assert "only authors" in raw.json()["error"]["message"]
+        assert (await learner.get("/api/playgrounds")).json() == []
+    assert await snapshot(app, world) == before
+
+
+# -- sign-in -----------------------------------------------------------------------------
+
+
+async def test_the_sixth_wrong_password_is_throttled(app: FastAPI, labyard: Labyard) -> None:
+    victim = make_account(labyard)
+    async with api(app, address="198.51.100.7") as attacker:
+        for attempt in range(5):
+            r = await attacker.post(
+                "/api/login", json={"email": victim.email, "password": f"guess {attempt}"}
+            )
+            assert r.status_code == 401, (attempt, r.text)
+        sixth = await attacker.post(
+            "/api/login", json={"email": victim.email, "password": "guess 6"}
+        )
+        assert sixth.status_code == 429, sixth.text
+        assert sixth.json()["error"]["reason"] == "too_many_attempts"
+        # Locked out even with the right password, and through the token endpoint too.
+        right = await attacker.post(
+            "/api/login", json={"email": victim.email, "password": PASSWORD}
+        )
+        assert right.status_code == 429, right.text
+        token = await attacker.post(
+            "/api/tokens", json={"email": victim.email, "password": PASSWORD}
+        )
+        assert token.status_code == 429, token.text
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="labyard-admin-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_admin_create_user_makes_an_admin_who_can_sign_in(data_dir: Path) -> None:
+    env = {**os.environ, "LABYARD_DATA_DIR": str(data_dir), "LABYARD_IMAGES_DIR": str(IMAGES_DIR)}
+    env.pop("LABYARD_DATABASE_URL", None)
+    command = [str(REPO / ".venv/bin/labyard"), "admin", "create-user"]
+
+    def run(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    created = run("Boss@Example.org", "--role", "admin", "--plan", "premium", password=PASSWORD)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().isdigit()
+    assert "boss@example.org (admin, premium)" in created.stderr
+    again = run("boss@example.org", password=PASSWORD)
+    assert again.returncode != 0 and "exists already" in again.stderr
+    short = run("short@example.org", password="short")
+    assert short.returncode != 0 and "at least 8 characters" in short.stderr
+
+    settings = Settings(
+        data_dir=data_dir,
+        images_dir=IMAGES_DIR,
+        database_url=f"sqlite:///{data_dir / 'labyard.db'}",
+    )
+    labyard = Labyard(settings)
+    try:
+        async with api(create_app(labyard, reconcile_interval_s=None)) as client:
+            wrong = await client.post(
+                "/api/login", json={"email": "boss@example.org", "password": "not it at all"}
+            )
+            assert wrong.status_code == 401
+            login = await client.post(
+                "/api/login", json={"email": "boss@example.org", "password": PASSWORD}
+            )
+            assert login.status_code == 200, login.text
+            me = (await client.get("/api/me")).json()
+            assert (me["email"], me["role"], me["plan"]) == ("boss@example.org", "admin", "premium")
+            assert me["limits"]["concurrent_playgrounds"] == 5
+            assert me["id"] == int(created.stdout.strip())
+    finally:
+        labyard.close()
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+async def test_healthz_and_metrics(app: FastAPI, world: World) -> None:
+    async with api(app) as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok"}
+        metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.text)
+        for s in family.samples
+    }
+    assert samples[("labyard_playgrounds_running", ())] >= 1
+    assert samples[("labyard_playground_starts_total", (("outcome", "started"),))] >= 1
