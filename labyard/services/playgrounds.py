@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from sqlalchemy import select
 
 from labyard.access import Connection, Target, connect, generate_keypair, public_key_of
 from labyard.access import wait_until_ready as ssh_ready
-from labyard.errors import Conflict, NotFound, RuntimeFailure
+from labyard.errors import AccessFailure, Conflict, NotFound, RuntimeFailure
 from labyard.images import find_image
 from labyard.manifest import Manifest
 from labyard.runtime import Driver, MachineState, PlaygroundSpec, new_playground_id
@@ -25,6 +27,12 @@ from labyard.services.init_tasks import run_init_tasks
 from labyard.services.locks import playground_lock
 from labyard.settings import Settings
 from labyard.store import Database, MachineRow, PlaygroundRow, PlaygroundState
+
+log = logging.getLogger(__name__)
+
+BOOT_ATTEMPTS = 2
+BOOT_POLL_S = 1.0
+"""How often a booting machine's state is looked at while waiting for its SSH."""
 
 
 def now() -> datetime:
@@ -192,7 +200,7 @@ class Playgrounds:
                 self._record_started(spec.id, started.machines, started.saved_state)
                 targets = {m.name: self.target(spec.id, m.name) for m in started.machines}
                 ready = await asyncio.gather(
-                    *(ssh_ready(t, self.settings.start_timeout_s) for t in targets.values())
+                    *(self._booted(spec, name, t) for name, t in targets.items())
                 )
                 connections = dict(zip(targets, ready, strict=True))
 
@@ -204,6 +212,30 @@ class Playgrounds:
             for connection in connections.values():
                 connection.close()
         self.set_state(spec.id, PlaygroundState.RUNNING)
+
+    async def _booted(self, spec: PlaygroundSpec, machine: str, target: Target) -> Connection:
+        """Wait for the machine's SSH; if the machine stops while booting (rare: seen about
+        once in 30 starts on a host under heavy load, with nothing in its console), start it
+        once more rather than waiting out the whole start timeout."""
+        for attempt in range(BOOT_ATTEMPTS):
+            ready = asyncio.create_task(ssh_ready(target, self.settings.start_timeout_s))
+            stopped = False
+            while not ready.done() and not stopped:
+                await asyncio.wait({ready}, timeout=BOOT_POLL_S)
+                if not ready.done():
+                    states = await self.driver.status(spec.id)
+                    stopped = states.get(machine) != MachineState.RUNNING
+            if not stopped:
+                return ready.result()  # connected, or the SSH failure that says why not
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AccessFailure):
+                await ready
+            if attempt + 1 < BOOT_ATTEMPTS:
+                log.warning(
+                    "machine %s of %s stopped while booting; starting it again", machine, spec.id
+                )
+                await self.driver.start(spec)  # idempotent: only what is not running starts
+        raise RuntimeFailure(f"machine {machine} stopped while booting, twice")
 
     def _record_started(
         self, playground_id: str, machines: Any, saved_state: dict[str, Any]
