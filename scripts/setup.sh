@@ -28,6 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 
+# Every machine's systemd, dbus and logind use root's inotify instances; Debian's default
+# (128) runs out at about 15 machines.
+if [ ! -f /etc/sysctl.d/60-labyard.conf ]; then
+  printf 'fs.inotify.max_user_instances = 8192\nfs.inotify.max_user_watches = 524288\n' \
+    > /etc/sysctl.d/60-labyard.conf
+fi
+sysctl -q -p /etc/sysctl.d/60-labyard.conf >/dev/null || true
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -29,7 +29,7 @@ from labyard.runtime.base import (
     PlaygroundSpec,
     Started,
 )
-from labyard.runtime.local import cgroups, files, firewall, network, storage
+from labyard.runtime.local import cgroups, files, firewall, host_limits, network, storage
 from labyard.runtime.local.names import (
     HostNames,
     cgroup_parent,
@@ -55,6 +55,7 @@ class LocalDriver(Driver):
         self.settings = settings
         self.runc = Runc(settings.runc_root)
         self.table = nft_table(settings.instance)
+        host_limits.raise_inotify_limits()
 
     def _names(self, playground_id: str) -> HostNames:
         if not ID_PATTERN.match(playground_id):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from labyard.errors import RuntimeFailure
 
+_LIST_TRIES = 5
+
 
 class Runc:
     def __init__(self, root: Path) -> None:
@@ -67,10 +69,14 @@ class Runc:
     async def list(self) -> list[str]:
         if not self.root.exists():
             return []
-        code, out, err = await self._run("list", "--format", "json")
-        if code != 0:
-            raise RuntimeFailure("cannot list machines", detail=err)
-        return [c["id"] for c in json.loads(out or "null") or []]
+        # `runc list` fails when a container is deleted while it reads the state dir;
+        # listing again a moment later is the cure.
+        for _ in range(_LIST_TRIES):
+            code, out, err = await self._run("list", "--format", "json")
+            if code == 0:
+                return [c["id"] for c in json.loads(out or "null") or []]
+            await asyncio.sleep(0.05)
+        raise RuntimeFailure("cannot list machines", detail=err)
 
     def pid(self, state: dict[str, object]) -> int | None:
         pid = state.get("pid")
