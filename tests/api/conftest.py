@@ -170,9 +170,13 @@ def server() -> Iterator[Server]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium under Playwright (sync API; use from sync tests)."""
+    """Headless Debian chromium under Playwright (sync API; use from sync tests).
+
+    Module-scoped on purpose: while the sync API is open it keeps an event loop running on
+    the main thread, which breaks every pytest-asyncio test that runs after it.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
