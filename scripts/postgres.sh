@@ -65,17 +65,22 @@ EOF
 fi
 as_pg mkdir -p "$SOCKET"
 
-if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-  as_pg "$BIN/pg_ctl" -D "$DATA" -l "$PGDIR/server.log" -w -t 60 start >/dev/null 9>&- || {
-    tail -n 30 "$PGDIR/server.log" >&2 || true
-    echo "postgres.sh: the server did not start (log: $PGDIR/server.log)" >&2
-    exit 1
-  }
-fi
+start_unless_running() {
+  if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$PGDIR/server.log" -w -t 60 start >/dev/null 9>&- || {
+      tail -n 30 "$PGDIR/server.log" >&2 || true
+      echo "postgres.sh: the server did not start (log: $PGDIR/server.log)" >&2
+      exit 1
+    }
+  fi
+}
+start_unless_running
 
 psql_() { psql -X -q -h "$SOCKET" -p "$PORT" -U postgres "$@"; }
 deadline=$((SECONDS + 60))
 until psql_ -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; do
+  # A server that was killed may still have been winding down when we looked: look again.
+  start_unless_running
   if [ "$SECONDS" -ge "$deadline" ]; then
     echo "postgres.sh: the server does not answer on $SOCKET" >&2
     exit 1
