@@ -6,7 +6,10 @@
     ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
     ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
     ├── LimitExceeded            over a plan or host limit (exit 4, HTTP 429)
+    │   └── TooManyAttempts      too many failed sign-ins
     ├── Forbidden                signed in, but the role does not allow it (exit 4, HTTP 403)
+    │   └── CsrfFailed           a cookie-authenticated change without the CSRF token
+    ├── Unauthenticated          not signed in, or a revoked token (exit 6, HTTP 401)
     ├── RuntimeFailure           the sandbox world failed: runc, mounts, network (exit 5, HTTP 503)
     │   └── ImageBuildFailed
     └── AccessFailure            SSH into a machine failed (exit 5, HTTP 502)
@@ -75,6 +78,20 @@ class Forbidden(LabyardError):
     reason = "forbidden"
     exit_code = 4
     http_status = 403
+
+
+class TooManyAttempts(LimitExceeded):
+    reason = "too_many_attempts"
+
+
+class CsrfFailed(Forbidden):
+    reason = "csrf_failed"
+
+
+class Unauthenticated(LabyardError):
+    reason = "unauthenticated"
+    exit_code = 6
+    http_status = 401
 
 
 class RuntimeFailure(LabyardError):

@@ -17,13 +17,12 @@ from labyard.api.auth import set_session
 from labyard.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
-    CsrfFailed,
     check_csrf,
     get_labyard,
     optional_user,
 )
 from labyard.api.web import render
-from labyard.errors import LabyardError
+from labyard.errors import CsrfFailed, LabyardError
 from labyard.services import User
 
 router = APIRouter(include_in_schema=False)

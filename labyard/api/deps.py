@@ -14,19 +14,13 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
-from labyard.errors import LabyardError
+from labyard.errors import CsrfFailed, Unauthenticated
 from labyard.services import Labyard, User
-from labyard.services.accounts import Unauthenticated
 
 SESSION_COOKIE = "labyard_session"
 CSRF_COOKIE = "labyard_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-class CsrfFailed(LabyardError):
-    reason = "csrf_failed"
-    http_status = 403
 
 
 def get_labyard(connection: HTTPConnection) -> Labyard:

@@ -18,8 +18,8 @@ from labyard.errors import (
     LimitExceeded,
     NotFound,
     RuntimeFailure,
+    Unauthenticated,
 )
-from labyard.services.accounts import Unauthenticated
 
 _ERRORS: dict[int, type[LabyardError]] = {
     400: InvalidInput,

@@ -15,8 +15,7 @@ from labyard.cli import credentials
 from labyard.cli._client import ApiClient, ServerUnreachable
 from labyard.cli._common import err
 from labyard.cli.backend import server_option
-from labyard.errors import InvalidInput
-from labyard.services.accounts import Unauthenticated
+from labyard.errors import InvalidInput, Unauthenticated
 
 
 def _password() -> str:

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from labyard.errors import InvalidInput
-from labyard.services.accounts import Unauthenticated
+from labyard.errors import InvalidInput, Unauthenticated
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 
-from labyard.errors import Conflict, InvalidInput, LabyardError, NotFound
+from labyard.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from labyard.services.plans import Plan, plan_named
 from labyard.store import Database, Role, TokenRow, UserRow
 
@@ -26,18 +32,6 @@ SESSION_LIFETIME = timedelta(days=14)
 MIN_PASSWORD = 8
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 _hasher = PasswordHasher()
-
-
-class Unauthenticated(LabyardError):
-    reason = "unauthenticated"
-    exit_code = 6
-    http_status = 401
-
-
-class TooManyAttempts(LabyardError):
-    reason = "too_many_attempts"
-    exit_code = 4
-    http_status = 429
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, inspect, select, text
 
 from labyard.access import generate_keypair
-from labyard.errors import Conflict, InvalidInput, NotFound
+from labyard.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from labyard.manifest import load_manifest
 from labyard.runtime import make_driver
 from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard, Playgrounds
-from labyard.services.accounts import SESSION_LIFETIME, Accounts, Unauthenticated
+from labyard.services.accounts import SESSION_LIFETIME, Accounts
 from labyard.settings import Settings
 from labyard.store import (
     Base,
