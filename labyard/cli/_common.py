@@ -1,20 +1,20 @@
 """What every CLI command shares: the instance it talks to, async running, output helpers.
 
 stdout carries only results (ids, tables, JSON); progress and errors go to stderr.
+Nothing here loads the server stack: `run` imports the services when it is called.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 
-from labyard.services import Labyard
-from labyard.settings import Settings
+if TYPE_CHECKING:
+    from labyard.services import Labyard
 
 T = TypeVar("T")
 
@@ -24,13 +24,16 @@ err = Console(stderr=True, highlight=False)
 
 def run(work: Callable[[Labyard], Awaitable[T]], *, reconcile: bool = False) -> T:
     """Open the local instance, run `work` on it, close it."""
+    import asyncio
+
+    from labyard.services import Labyard
+    from labyard.services import reconcile as reconcile_round
+    from labyard.settings import Settings
 
     async def main() -> T:
         labyard = Labyard(Settings.from_env())
         try:
             if reconcile:
-                from labyard.services import reconcile as reconcile_round
-
                 await reconcile_round(labyard.playgrounds)
             return await work(labyard)
         finally:

@@ -1,4 +1,8 @@
-"""The local backend: this host's labyard instance, through its services."""
+"""The local backend: this host's labyard instance, through its services.
+
+Imported only when a command acts locally (see `backend.choose`): it loads the whole
+stack, from the database to the runtime.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ import asyncio
 
 from labyard.access import Connection
 from labyard.cli._pipes import Stream, TcpStream
+from labyard.cli._views import Playground
 from labyard.cli.backend import SshKeys
 from labyard.errors import AccessFailure, Conflict
 from labyard.manifest import load_manifest
-from labyard.services import Labyard, Playground, reconcile
+from labyard.services import Labyard, reconcile
+from labyard.services import Playground as Found
 from labyard.settings import Settings
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def _view(playground: Found) -> Playground:
+    """The same object (and so the same `--json`) a server's answer gives."""
+    return Playground.from_json(playground.to_json())
 
 
 class LocalBackend:
@@ -23,20 +34,20 @@ class LocalBackend:
 
     async def start(self, source: str, lifetime_s: int | None) -> Playground:
         manifest = load_manifest(source)
-        return await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s)
+        return _view(await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s))
 
     async def list(self) -> list[Playground]:
         await reconcile(self.labyard.playgrounds)  # expired ones are removed first
-        return await self.labyard.playgrounds.list()
+        return [_view(p) for p in await self.labyard.playgrounds.list()]
 
     async def get(self, playground_id: str) -> Playground:
-        return await self.labyard.playgrounds.get(playground_id)
+        return _view(await self.labyard.playgrounds.get(playground_id))
 
     async def stop(self, playground_id: str) -> Playground:
-        return await self.labyard.playgrounds.stop(playground_id)
+        return _view(await self.labyard.playgrounds.stop(playground_id))
 
     async def restart(self, playground_id: str) -> Playground:
-        return await self.labyard.playgrounds.restart(playground_id)
+        return _view(await self.labyard.playgrounds.restart(playground_id))
 
     async def destroy(self, playground_id: str) -> None:
         await self.labyard.playgrounds.destroy(playground_id)

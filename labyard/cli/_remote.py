@@ -2,40 +2,30 @@
 
 SSH runs here, end to end: the server pipes bytes to the machine's sshd and never sees the
 session. The playground's client key and the pinned host keys come from `/ssh-config`.
+The SSH client (asyncssh) and the tunnel (websockets) are imported by the calls that use
+them, so `playground list` and friends start with the HTTP client only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labyard.access import Connection, Target, connect_over
 from labyard.cli._client import ApiClient
-from labyard.cli._pipes import Stream, bridge_socket, open_tunnel
+from labyard.cli._views import Playground
 from labyard.cli.backend import SshKeys
 from labyard.cli.credentials import Login
 from labyard.errors import NotFound
-from labyard.services import MachineView, Playground
+
+if TYPE_CHECKING:
+    from labyard.access import Connection
+    from labyard.cli._pipes import Stream
 
 # Starting waits for every machine to answer; the server gives up after its own timeout.
 _START_TIMEOUT_S = 300.0
-
-
-def playground_from(data: dict[str, Any]) -> Playground:
-    """The server's JSON for a playground, as the same object the local instance gives."""
-    return Playground(
-        id=data["id"],
-        name=data["name"],
-        title=data["title"],
-        owner=data["owner"],
-        state=data["state"],
-        machines=[MachineView(**m) for m in data["machines"]],
-        created_at=datetime.fromisoformat(data["created_at"]),
-        expires_at=datetime.fromisoformat(data["expires_at"]),
-    )
 
 
 class RemoteBackend:
@@ -56,21 +46,21 @@ class RemoteBackend:
         else:
             body["name"] = source
         data = await self.api.call("POST", "/api/playgrounds", body, timeout=_START_TIMEOUT_S)
-        return playground_from(data)
+        return Playground.from_json(data)
 
     async def list(self) -> list[Playground]:
-        return [playground_from(p) for p in await self.api.call("GET", "/api/playgrounds")]
+        return [Playground.from_json(p) for p in await self.api.call("GET", "/api/playgrounds")]
 
     async def get(self, playground_id: str) -> Playground:
-        return playground_from(await self.api.call("GET", f"/api/playgrounds/{playground_id}"))
+        return Playground.from_json(await self.api.call("GET", f"/api/playgrounds/{playground_id}"))
 
     async def stop(self, playground_id: str) -> Playground:
         path = f"/api/playgrounds/{playground_id}/stop"
-        return playground_from(await self.api.call("POST", path, timeout=_START_TIMEOUT_S))
+        return Playground.from_json(await self.api.call("POST", path, timeout=_START_TIMEOUT_S))
 
     async def restart(self, playground_id: str) -> Playground:
         path = f"/api/playgrounds/{playground_id}/restart"
-        return playground_from(await self.api.call("POST", path, timeout=_START_TIMEOUT_S))
+        return Playground.from_json(await self.api.call("POST", path, timeout=_START_TIMEOUT_S))
 
     async def destroy(self, playground_id: str) -> None:
         path = f"/api/playgrounds/{playground_id}"
@@ -85,9 +75,16 @@ class RemoteBackend:
         )
 
     async def connect(self, playground_id: str, machine: str | None) -> Connection:
+        # Importing the tunnel and SSH clients takes longer than the server takes to
+        # answer the two requests before them: do it meanwhile, on a thread.
+        clients = asyncio.create_task(asyncio.to_thread(_import_clients))
         keys = await self.ssh_keys(playground_id)
         name = _machine(playground_id, machine, list(keys.host_keys))
         stream = await self.open_stream(playground_id, name)
+        await clients
+        from labyard.access import Target, connect_over
+        from labyard.cli._pipes import bridge_socket
+
         sock, relay = bridge_socket(stream)
         self._relays.add(relay)
         relay.add_done_callback(self._relays.discard)
@@ -101,6 +98,8 @@ class RemoteBackend:
         return await connect_over(target, sock)
 
     async def open_stream(self, playground_id: str, machine: str | None) -> Stream:
+        from labyard.cli._pipes import open_tunnel
+
         if machine is None:
             machine = (await self.get(playground_id)).machines[0].name
         return await open_tunnel(self.login.server, self.login.token, playground_id, machine)
@@ -111,6 +110,12 @@ class RemoteBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
         await self.api.close()
+
+
+def _import_clients() -> None:
+    # websockets first: the tunnel opens before SSH (asyncssh) starts.
+    for module in ("labyard.cli._pipes", "labyard.access"):
+        importlib.import_module(module)
 
 
 def _machine(playground_id: str, machine: str | None, names: list[str]) -> str:

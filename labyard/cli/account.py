@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import socket
@@ -12,7 +11,6 @@ from typing import Any
 import typer
 
 from labyard.cli import credentials
-from labyard.cli._client import ApiClient, ServerUnreachable
 from labyard.cli._common import err
 from labyard.cli.backend import server_option
 from labyard.errors import InvalidInput, Unauthenticated
@@ -31,12 +29,20 @@ def _server(option: str | None) -> str:
     return credentials.server_url(url)
 
 
-async def _call(server: str, token: str | None, path: str, body: dict[str, Any] | None) -> Any:
-    api = ApiClient(server, token)
-    try:
-        return await api.call("POST", path, body)
-    finally:
-        await api.close()
+def _call(server: str, token: str | None, path: str, body: dict[str, Any] | None) -> Any:
+    """POST `body` to the server; its JSON answer. (The HTTP client loads only here.)"""
+    import asyncio
+
+    from labyard.cli._client import ApiClient
+
+    async def call() -> Any:
+        api = ApiClient(server, token)
+        try:
+            return await api.call("POST", path, body)
+        finally:
+            await api.close()
+
+    return asyncio.run(call())
 
 
 def login(
@@ -53,19 +59,21 @@ def login(
         raise InvalidInput("no password given")
     name = f"cli@{socket.gethostname()}"[:100]
     body = {"email": email, "password": password, "name": name}
-    answer = asyncio.run(_call(url, None, "/api/tokens", body))
+    answer = _call(url, None, "/api/tokens", body)
     path = credentials.save(credentials.Login(url, str(answer["token"]), email))
     err.print(f"signed in to {url} as {email} (token in {path})")
 
 
 def logout() -> None:
     """Revoke this CLI's token on the server and forget it (and the keys for OpenSSH)."""
+    from labyard.cli._client import ServerUnreachable
+
     stored = credentials.load()
     if stored is None:
         err.print("not signed in")
         return
     try:
-        asyncio.run(_call(stored.server, stored.token, "/api/logout", None))
+        _call(stored.server, stored.token, "/api/logout", None)
     except Unauthenticated:
         pass  # revoked already
     except ServerUnreachable as exc:

@@ -1,22 +1,26 @@
 """Where CLI commands act: the local instance, or a labyard server (after `labyard login`,
 or with `--server URL` / `LABYARD_SERVER`). The choice is made here and nowhere else.
 
-Both backends hand out the same things: playgrounds (`labyard.services.Playground`), SSH
+Both backends hand out the same things: playgrounds (`labyard.cli._views.Playground`), SSH
 `Connection`s from `labyard.access` (so exec, terminals, file copy and port forwarding are
 one code path), the keys OpenSSH needs, and raw byte streams to a machine's sshd.
+
+Only the chosen backend is imported, and each imports what a call needs when it is made:
+listing a server's playgrounds loads no SSH, database or server code.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from labyard.access import Connection
 from labyard.cli import credentials
-from labyard.cli._pipes import Stream
-from labyard.services import Playground
+from labyard.cli._views import Playground
+
+if TYPE_CHECKING:
+    from labyard.access import Connection
+    from labyard.cli._pipes import Stream
 
 T = TypeVar("T")
 
@@ -72,15 +76,19 @@ def server_option() -> str | None:
 
 
 def choose() -> Backend:
-    from labyard.cli._local import LocalBackend
+    login = credentials.current(_server_option)
+    if login is None:
+        from labyard.cli._local import LocalBackend
+
+        return LocalBackend()
     from labyard.cli._remote import RemoteBackend
 
-    login = credentials.current(_server_option)
-    return LocalBackend() if login is None else RemoteBackend(login)
+    return RemoteBackend(login)
 
 
 def run_on(work: Callable[[Backend], Awaitable[T]]) -> T:
     """Run `work` on the chosen backend, closing it after."""
+    import asyncio  # not at the top: `--help` runs no event loop
 
     async def main() -> T:
         backend = choose()

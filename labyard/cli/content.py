@@ -1,4 +1,7 @@
-"""`labyard content new|validate|schema|preview|test|import killercoda`."""
+"""`labyard content new|validate|schema|preview|test|import killercoda`.
+
+`labyard.content` (front matter models, Markdown, importers) is imported by the commands.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,6 @@ import typer
 
 from labyard.cli import content_test
 from labyard.cli._common import err
-from labyard.content.frontmatter import json_schema
-from labyard.content.killercoda import import_killercoda
-from labyard.content.loader import load_item, load_tree
-from labyard.content.scaffold import new_item
 from labyard.errors import ManifestError
 
 app = typer.Typer(
@@ -51,6 +50,8 @@ def new(
     directory: Path = typer.Option(Path("content"), "--dir", help="The content folder."),
 ) -> None:
     """Create a small item that validates, to edit from there; prints its index.md."""
+    from labyard.content.scaffold import new_item
+
     index_md = new_item(kind, name, directory)
     err.print(f"created {index_md.parent}/", markup=False, soft_wrap=True)
     _result(str(index_md))
@@ -61,6 +62,8 @@ def validate(
     path: Path = typer.Argument(..., help="A content folder, item folder or index.md."),
 ) -> None:
     """Check content; prints every problem as file:line: field: message and exits 2 on any."""
+    from labyard.content.loader import load_item, load_tree
+
     if _is_item(path):
         try:
             item = load_item(path)
@@ -77,6 +80,8 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of front matter (for editors' YAML support)."""
+    from labyard.content.frontmatter import json_schema
+
     _result(json_schema())
 
 
@@ -90,6 +95,7 @@ def preview(
     """Serve the content and reload it whenever a file changes (problems stay on stderr and
     in GET /api/content)."""
     from labyard.cli.server import serve
+    from labyard.content.loader import load_tree
 
     tree = load_tree(path)
     sys.stderr.write("".join(f"{p}\n" for p in tree.problems))
@@ -107,6 +113,9 @@ def killercoda(
     slug: str = typer.Option(None, help="Folder name of the tutorial (default: from SCENARIO)."),
 ) -> None:
     """Convert a Killercoda scenario into a tutorial; warns about every field not mapped."""
+    from labyard.content.killercoda import import_killercoda
+    from labyard.content.loader import load_item
+
     imported = import_killercoda(scenario, out, slug)
     for warning in imported.warnings:
         err.print(f"labyard: warning: {warning}", markup=False, soft_wrap=True)

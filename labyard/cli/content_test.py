@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from labyard.cli._common import err, out, print_json, run
-from labyard.services import Labyard
-from labyard.services.tasks import Attempts
-from labyard.services.tasks.selftest import Verdict, collect, test_challenge
+
+if TYPE_CHECKING:
+    from labyard.services import Labyard
+    from labyard.services.tasks.selftest import Verdict
 
 
 def test(
@@ -21,6 +23,9 @@ def test(
     """Run every challenge in fresh playgrounds of this host: with solution.sh every task
     must complete within its timeout; without it, some task must stay unfinished.
     Exits 1 if any challenge fails."""
+    from labyard.services.tasks import Attempts
+    from labyard.services.tasks.selftest import collect, test_challenge
+
     found = collect(path, only)
     for problem in found.problems:
         err.print(f"labyard: warning: {problem}", markup=False, soft_wrap=True)

@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from labyard.cli._common import err, out, print_json
-from labyard.images import build_image, list_images, recipe_names, remove_image
 from labyard.settings import Settings
 
 app = typer.Typer(help="Build, list and remove machine images.", no_args_is_help=True)
@@ -18,6 +17,8 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
 ) -> None:
     """Build images from their recipes; an image whose recipe did not change is kept."""
+    from labyard.images import build_image, recipe_names
+
     settings = Settings.from_env()
     for name in names or recipe_names():
         with err.status(f"building {name}…") as status:
@@ -34,6 +35,8 @@ def build(
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Built images, and whether each matches its current recipe."""
+    from labyard.images import list_images
+
     images = list_images(Settings.from_env().images_dir)
     if as_json:
         print_json(
@@ -65,5 +68,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 @app.command("rm")
 def rm(name: str) -> None:
     """Remove every build of an image (refused while a playground uses it)."""
+    from labyard.images import remove_image
+
     for image in remove_image(Settings.from_env().images_dir, name):
         err.print(f"removed {image.name} {image.digest}")

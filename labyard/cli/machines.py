@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import shlex
@@ -14,7 +13,6 @@ import typer
 
 from labyard.cli._common import err
 from labyard.cli.backend import Backend, run_on
-from labyard.cli.terminal import interactive_shell
 from labyard.errors import InvalidInput
 
 MACHINE = typer.Option(None, "--machine", "-m", help="Machine name (default: the first).")
@@ -23,6 +21,7 @@ _REMOTE = re.compile(r"^(?P<id>[a-z0-9]{8}):(?:(?P<machine>[a-z][a-z0-9-]*):)?(?
 
 def ssh(playground_id: str, machine: str | None = MACHINE) -> None:
     """Open an interactive shell in a machine."""
+    from labyard.cli.terminal import interactive_shell
 
     async def work(backend: Backend) -> int:
         async with await backend.connect(playground_id, machine) as connection:
@@ -96,6 +95,8 @@ def port_forward(
     address: str = typer.Option("127.0.0.1", help="Local address to listen on."),
 ) -> None:
     """Forward a local port to a port in a machine until interrupted."""
+    import asyncio
+
     match = re.fullmatch(r"(\d+):(\d+)", ports)
     if match is None:
         raise InvalidInput(f"{ports!r}: write LOCAL:REMOTE, e.g. 8080:80")

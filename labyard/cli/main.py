@@ -1,11 +1,20 @@
-"""The `labyard` command. Errors print `labyard: <sentence>` to stderr with a set exit code."""
+"""The `labyard` command.
+
+Labyard errors print `labyard: <sentence>` to stderr with their exit code. Usage errors
+(unknown option or command, missing argument, bad value) are Typer's own: its usage panel
+on stderr, exit 2. Typer parses the command line with a copy of Click of its own
+(`typer._click`), so only Typer itself can tell its exceptions apart; it runs in standalone
+mode and handles them, and nothing here imports Click.
+
+Starting is cheap: the command modules import only Typer, Rich and the standard library;
+each command imports what it uses (the server stack, SSH, the HTTP client) when it runs.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-import click
 import typer
 
 from labyard.cli import account, backend, content, images, machines, openssh, playgrounds, server
@@ -59,18 +68,16 @@ def reconcile(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def app(argv: list[str] | None = None) -> Any:
-    """Entry point: runs the CLI and turns labyard errors into messages and exit codes."""
+    """Entry point: runs the CLI (which exits: Typer's standalone mode) and turns labyard
+    errors into messages and exit codes."""
     try:
-        return cli(args=argv, standalone_mode=False)
+        return cli(args=argv, prog_name="labyard")
     except LabyardError as exc:
         message = exc.message
         if isinstance(exc, ManifestError):
             message = "invalid manifest:\n" + "\n".join(f"  {p}" for p in exc.problems)
         err.print(f"labyard: {message}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:  # usage errors: wrong options or arguments
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.Abort):
+    except KeyboardInterrupt:  # Typer turns one inside a command into exit 130 itself
         err.print("labyard: interrupted")
         sys.exit(130)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from labyard.cli import credentials
 from labyard.cli._common import out
-from labyard.cli._pipes import relay_stdio
 from labyard.cli.backend import Backend, SshKeys, run_on
 from labyard.errors import InvalidInput
 
@@ -33,6 +32,8 @@ def parse_host(host: str) -> tuple[str | None, str]:
 
 def ssh_proxy(host: str) -> None:
     """Pipe stdin/stdout to a machine's sshd (for OpenSSH's ProxyCommand)."""
+    from labyard.cli._pipes import relay_stdio
+
     machine, playground_id = parse_host(host)
 
     async def work(backend: Backend) -> None:

@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 
 from labyard.cli._common import err, out, print_json
+from labyard.cli._views import Playground
 from labyard.cli.backend import Backend, run_on
-from labyard.manifest import json_schema, load_manifest
-from labyard.services import Playground
 
 app = typer.Typer(help="Start and manage playgrounds.", no_args_is_help=True)
 
@@ -105,11 +104,15 @@ def destroy(playground_ids: list[str]) -> None:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of playground manifests."""
+    from labyard.manifest import json_schema
+
     out.print(json_schema(), soft_wrap=True)
 
 
 @app.command()
 def validate(manifest: str) -> None:
     """Check a manifest file; prints every problem with its line."""
+    from labyard.manifest import load_manifest
+
     load_manifest(manifest)
     err.print(f"{manifest}: ok")

@@ -1,4 +1,8 @@
-"""`labyard serve` and `labyard admin create-user`."""
+"""`labyard serve` and `labyard admin create-user`.
+
+The server stack (services, database, FastAPI, uvicorn) is imported by the commands that run
+it, not when the CLI starts.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,7 @@ import typer
 
 from labyard.cli._common import err, out
 from labyard.errors import InvalidInput
-from labyard.services import Labyard
 from labyard.settings import Settings
-from labyard.store import Role
 
 admin = typer.Typer(help="Administer accounts.", no_args_is_help=True)
 DEFAULT_CONTENT = Path(__file__).resolve().parents[2] / "content"
@@ -31,6 +33,7 @@ def serve(
 
     from labyard import logs
     from labyard.api.app import create_app
+    from labyard.services import Labyard
 
     if data_dir is not None:
         os.environ["LABYARD_DATA_DIR"] = str(data_dir)
@@ -61,10 +64,12 @@ def _password() -> str:
 @admin.command("create-user")
 def create_user(
     email: str,
-    role: str = typer.Option(Role.LEARNER.value, help="learner, author or admin."),
+    role: str = typer.Option("learner", help="learner, author or admin."),
     plan: str = typer.Option("free", help="free or premium."),
 ) -> None:
     """Create an account; the password is read from stdin when it is not a terminal."""
+    from labyard.services import Labyard
+
     labyard = Labyard(Settings.from_env())
     try:
         user = labyard.accounts.create_user(email, _password(), role=role, plan=plan)
