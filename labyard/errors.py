@@ -2,7 +2,8 @@
 
     LabyardError                 message for the user, reason label, log detail
     ├── InvalidInput             bad manifest, recipe or argument (CLI exit 2, HTTP 422)
-    │   └── ManifestError        names the file, line and field
+    │   ├── ManifestError        names the file, line and field
+    │   └── SettingsFileError    an operator file (plans.yaml) that does not validate
     ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
     ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
     ├── LimitExceeded            over a plan or host limit (exit 4, HTTP 429)
@@ -54,6 +55,17 @@ class ManifestError(InvalidInput):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class SettingsFileError(InvalidInput):
+    """An operator's settings file (plans.yaml) that does not validate: the instance does
+    not start. `problems` are `file:line: field: message`, like a manifest's."""
+
+    reason = "invalid_settings_file"
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid {what}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 class NotFound(LabyardError):

@@ -28,7 +28,6 @@ from pydantic import BaseModel, Field
 
 from labyard.api.deps import LabyardDep, UserDep
 from labyard.services import Labyard
-from labyard.services.plans import check_start
 from labyard.services.tasks.audience import RESYNC, Event
 
 router = APIRouter(prefix="/api", tags=["attempts"])
@@ -55,19 +54,15 @@ class InputRequest(BaseModel):
 async def start_attempt(
     body: StartRequest, response: Response, labyard: LabyardDep, user: UserDep
 ) -> dict[str, Any]:
-    """Start the content's playground, run its init tasks and begin checking its tasks."""
+    """Start the content's playground, run its init tasks and begin checking its tasks
+    (429 when over the plan)."""
     attempts = labyard.attempts
     item = attempts.item(body.content)
     existing = attempts.active_for(user.owner, item.key)
     if existing is not None:
         response.status_code = 200
         return existing.to_json()
-    manifest = attempts.manifest_for(item)
-    plan = user.plan_limits
-    lifetime = min(manifest.lifetime, plan.max_lifetime_s)
-    running = await labyard.playgrounds.list(owner=user.owner)
-    check_start(plan, manifest, len(running), lifetime)
-    record = await attempts.start(item, user.owner, lifetime, manifest)
+    record = await attempts.start(item, user.owner, launch=user.launch())
     return record.to_json()
 
 

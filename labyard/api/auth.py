@@ -83,14 +83,10 @@ def create_token(body: TokenRequest, request: Request, labyard: LabyardDep) -> T
 
 
 @router.get("/me")
-def me(user: UserDep) -> dict[str, object]:
-    """The signed-in account and its plan limits."""
-    plan = user.plan_limits
+def me(user: UserDep, labyard: LabyardDep) -> dict[str, object]:
+    """The signed-in account, its plan's limits and the machine-minutes it used today (UTC)."""
     return {
         **user.to_json(),
-        "limits": {
-            "concurrent_playgrounds": plan.concurrent_playgrounds,
-            "max_lifetime_s": plan.max_lifetime_s,
-            "machines_per_playground": plan.machines_per_playground,
-        },
+        "limits": user.plan_limits.limits_json(),
+        "used_today_machine_minutes": round(labyard.usage.used_today(user.id), 1),
     }

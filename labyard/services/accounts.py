@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from labyard.errors import (
     Conflict,
@@ -25,7 +26,10 @@ from labyard.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
-from labyard.services.plans import Plan, plan_named
+from labyard.services.entitlements import Entitlements, effective_plan
+from labyard.services.owners import owner_of
+from labyard.services.plans import Plan, PlanBook, builtin_plans
+from labyard.services.usage import Launch
 from labyard.store import Database, Role, TokenRow, UserRow
 
 SESSION_LIFETIME = timedelta(days=14)
@@ -40,22 +44,29 @@ class User:
     email: str
     role: str
     plan: str
+    """The effective plan's name when this was read (from the entitlements in force)."""
+    limits: Plan
 
     @property
     def owner(self) -> str:
         """What playgrounds record as their owner."""
-        return f"user:{self.id}"
+        return owner_of(self.id)
 
     @property
     def plan_limits(self) -> Plan:
-        return plan_named(self.plan)
+        return self.limits
+
+    def launch(self, own_manifest: bool = False) -> Launch:
+        """A free-play start by this account, its plan checked (see admission.py)."""
+        return Launch(account_id=self.id, role=self.role, own_manifest=own_manifest)
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.id, "email": self.email, "role": self.role, "plan": self.plan}
 
 
-def _user(row: UserRow) -> User:
-    return User(row.id, row.email, row.role, row.plan)
+def _user(session: Session, plans: PlanBook, row: UserRow) -> User:
+    plan = effective_plan(session, plans, row.id, _now())
+    return User(row.id, row.email, row.role, plan.name, plan)
 
 
 def _hash(secret: str) -> str:
@@ -90,13 +101,16 @@ class LoginThrottle:
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, plans: PlanBook | None = None) -> None:
         self.db = db
+        self.plans = plans or builtin_plans()
+        self.entitlements = Entitlements(db, self.plans)
         self.throttle = LoginThrottle()
 
     def create_user(
-        self, email: str, password: str, role: str = Role.LEARNER, plan: str = "free"
+        self, email: str, password: str, role: str = Role.LEARNER, plan: str | None = None
     ) -> User:
+        """A new account; a `plan` other than the default is a manual entitlement."""
         email = email.strip().lower()
         if not _EMAIL.match(email):
             raise InvalidInput(f"{email!r} is not an email address")
@@ -104,20 +118,19 @@ class Accounts:
             raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
         if role not in set(Role):
             raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(Role)})")
-        plan_named(plan)
+        plan = plan or self.plans.default
+        self.plans.get(plan)
         with self.db.session() as session:
             if session.scalar(select(UserRow).where(UserRow.email == email)) is not None:
                 raise Conflict(f"an account for {email} exists already")
             row = UserRow(
-                email=email,
-                password_hash=_hasher.hash(password),
-                role=role,
-                plan=plan,
-                created_at=_now(),
+                email=email, password_hash=_hasher.hash(password), role=role, created_at=_now()
             )
             session.add(row)
             session.flush()
-            return _user(row)
+            self.entitlements.set_manual(session, row.id, plan, "admin")
+            session.flush()
+            return _user(session, self.plans, row)
 
     def user_count(self) -> int:
         with self.db.session() as session:
@@ -131,7 +144,7 @@ class Accounts:
             with self.db.session() as session:
                 row = session.scalar(select(UserRow).where(UserRow.email == email))
                 if row is not None and _verify(row.password_hash, password):
-                    return _user(row)
+                    return _user(session, self.plans, row)
         self.throttle.failed(*keys)
         raise Unauthenticated("wrong email or password")
 
@@ -140,16 +153,18 @@ class Accounts:
             row = session.get(UserRow, user_id)
             if row is None:
                 raise NotFound(f"no user {user_id}")
-            return _user(row)
+            return _user(session, self.plans, row)
 
-    def set_plan(self, user_id: int, plan: str) -> User:
-        plan_named(plan)
+    def set_plan(self, user_id: int, plan: str, source: str = "admin") -> User:
+        """An admin sets the account's plan: its manual entitlement (see
+        `Entitlements.set_manual`; a subscription or an earned grant in force still counts)."""
         with self.db.session() as session:
             row = session.get(UserRow, user_id)
             if row is None:
                 raise NotFound(f"no user {user_id}")
-            row.plan = plan
-            return _user(row)
+            self.entitlements.set_manual(session, user_id, plan, source)
+            session.flush()
+            return _user(session, self.plans, row)
 
     def issue(self, user: User, kind: str, name: str = "") -> str:
         """A new session (kind `session`) or API token (kind `api`); returns the secret."""
@@ -184,7 +199,7 @@ class Accounts:
             row = session.get(UserRow, token.user_id)
             if row is None:
                 raise Unauthenticated("not signed in")
-            return _user(row)
+            return _user(session, self.plans, row)
 
     def revoke(self, secret: str) -> None:
         with self.db.session() as session:

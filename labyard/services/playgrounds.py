@@ -1,7 +1,10 @@
 """Playgrounds: start, look at, stop, restart and destroy them; get into their machines.
 
 This layer owns what the driver contract leaves to the caller: the start timeout, waiting
-for SSH, init tasks, and rolling a failed start back completely.
+for SSH, init tasks, and rolling a failed start back completely. It also keeps the plan
+(admission.py) and the usage record (usage.py) in step with the playground rows: a start's
+plan check, its row and its usage session are one transaction; every way a playground ends
+(stop, destroy, rollback, and the reconciler's `forget` and `set_state`) closes its session.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from labyard.images import find_image
 from labyard.manifest import Manifest
 from labyard.runtime import Driver, MachineState, PlaygroundSpec, new_playground_id
 from labyard.runtime.base import ID_PATTERN
+from labyard.services.admission import Admission
 from labyard.services.init_tasks import run_init_tasks
 from labyard.services.locks import playground_lock
+from labyard.services.owners import owner_of
+from labyard.services.plans import PlanBook, builtin_plans
+from labyard.services.usage import Launch, close_sessions, last_launch, open_session
 from labyard.settings import Settings
-from labyard.store import Database, MachineRow, PlaygroundRow, PlaygroundState
+from labyard.store import Database, EndReason, MachineRow, PlaygroundRow, PlaygroundState
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +84,13 @@ class Playground:
 
 
 class Playgrounds:
-    def __init__(self, settings: Settings, db: Database, driver: Driver) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, driver: Driver, plans: PlanBook | None = None
+    ) -> None:
         self.settings = settings
         self.db = db
         self.driver = driver
+        self.admission = Admission(plans or builtin_plans())
 
     # -- reading -------------------------------------------------------------------------
 
@@ -133,21 +143,30 @@ class Playgrounds:
     # -- start ---------------------------------------------------------------------------
 
     async def start(
-        self, manifest: Manifest, owner: str = "", lifetime_s: int | None = None
+        self,
+        manifest: Manifest,
+        owner: str = "",
+        lifetime_s: int | None = None,
+        launch: Launch | None = None,
     ) -> Playground:
         """Start a playground and return once every machine answers SSH and init tasks ran.
 
-        On any failure, timeout or cancellation, everything made so far is destroyed and
-        the playground never appears in the list.
+        With a `launch` naming an account, its plan is checked first (LimitExceeded,
+        Forbidden) and `owner` defaults to the account's. On any failure, timeout or
+        cancellation, everything made so far is destroyed and the playground never appears
+        in the list.
         """
+        launch = launch or Launch()
+        if not owner and launch.account_id is not None:
+            owner = owner_of(launch.account_id)
         for machine in manifest.machines:
             find_image(self.settings.images_dir, machine.image)  # missing image: nothing starts
         playground_id = new_playground_id()
         client = generate_keypair(f"labyard-{playground_id}")
         host_keys = {m.name: generate_keypair(m.name).private_openssh for m in manifest.machines}
-        self._insert(playground_id, manifest, owner, lifetime_s, client.private_openssh, host_keys)
         spec = PlaygroundSpec(playground_id, manifest, client.public_openssh, host_keys, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
+            await self._admit(spec, lifetime_s, launch, client.private_openssh)
             try:
                 await self._bring_up(spec)
             except BaseException as exc:
@@ -160,37 +179,62 @@ class Playgrounds:
                 raise
         return await self.get(playground_id)
 
+    async def _admit(
+        self, spec: PlaygroundSpec, lifetime_s: int | None, launch: Launch, client_key: str
+    ) -> None:
+        """Check the plan and record the start, in a thread: waiting for another start's
+        lock (another process's, too) must not hold up the event loop. Cancelled, it still
+        waits for the thread, and takes back a start that was recorded."""
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._insert, spec, lifetime_s, launch, client_key)
+        )
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+                self.forget(spec.id, EndReason.FAILED)
+            raise
+
     def _insert(
-        self,
-        playground_id: str,
-        manifest: Manifest,
-        owner: str,
-        lifetime_s: int | None,
-        client_key: str,
-        host_keys: dict[str, str],
+        self, spec: PlaygroundSpec, lifetime_s: int | None, launch: Launch, client_key: str
     ) -> None:
         created = now()
-        lifetime = lifetime_s or manifest.lifetime
+        manifest = spec.manifest
         with self.db.session() as session:
+            admitted = self.admission.admit(
+                session, spec.owner, manifest, launch, lifetime_s, created
+            )
             row = PlaygroundRow(
-                id=playground_id,
+                id=spec.id,
                 name=manifest.name,
                 title=manifest.title or manifest.name,
-                owner=owner,
+                owner=spec.owner,
                 state=PlaygroundState.STARTING,
                 manifest=manifest.model_dump(mode="json"),
                 driver=self.driver.name,
                 driver_state={},
                 client_key=client_key,
                 created_at=created,
-                expires_at=created + timedelta(seconds=lifetime),
+                expires_at=created + timedelta(seconds=admitted.lifetime_s),
                 updated_at=created,
             )
             row.machines = [
-                MachineRow(name=m.name, position=i, image=m.image, host_key=host_keys[m.name])
+                MachineRow(name=m.name, position=i, image=m.image, host_key=spec.host_keys[m.name])
                 for i, m in enumerate(manifest.machines)
             ]
             session.add(row)
+            open_session(
+                session,
+                launch,
+                owner=spec.owner,
+                plan=admitted.plan_name,
+                playground_id=spec.id,
+                playground_name=manifest.name,
+                machines=len(manifest.machines),
+                started_at=created,
+                restart=False,
+            )
 
     async def _bring_up(self, spec: PlaygroundSpec) -> None:
         connections: dict[str, Connection] = {}
@@ -247,23 +291,37 @@ class Playgrounds:
             for machine in row.machines:
                 machine.address, machine.ssh_port = addresses[machine.name]
 
-    def set_state(self, playground_id: str, state: PlaygroundState) -> None:
+    def set_state(
+        self, playground_id: str, state: PlaygroundState, end: EndReason | None = None
+    ) -> None:
+        """Record the state; `stopped` or `failed` ends its usage session, for `end`
+        (default `crashed`: what the reconciler means when it marks one stopped)."""
         with self.db.session() as session:
             row = self._row(session, playground_id, None)
             row.state = state
             row.updated_at = now()
+            if state in (PlaygroundState.STOPPED, PlaygroundState.FAILED):
+                close_sessions(session, playground_id, end or EndReason.CRASHED, row.updated_at)
 
     async def _rollback(self, playground_id: str) -> None:
         try:
             await self.driver.destroy(playground_id)
         finally:
-            self.forget(playground_id)
+            self.forget(playground_id, EndReason.FAILED)
 
-    def forget(self, playground_id: str) -> None:
+    def forget(self, playground_id: str, end: EndReason | None = None) -> None:
+        """Delete the playground's rows and end its usage session: for `end`, or (as the
+        reconciler calls it) `expired` when past its lifetime, else `reconciled`. An
+        expired session ends at its expiry: a late reconciler round is not the owner's use."""
+        at = now()
         with self.db.session() as session:
             row = session.get(PlaygroundRow, playground_id)
             if row is not None:
+                expires = aware(row.expires_at)
+                if end is None and expires <= at:
+                    end, at = EndReason.EXPIRED, expires
                 session.delete(row)
+            close_sessions(session, playground_id, end or EndReason.RECONCILED, at)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -272,26 +330,51 @@ class Playgrounds:
         await self.get(playground_id, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
             await self.driver.stop(playground_id)
-            self.set_state(playground_id, PlaygroundState.STOPPED)
+            self.set_state(playground_id, PlaygroundState.STOPPED, EndReason.STOPPED)
         return await self.get(playground_id)
 
-    async def restart(self, playground_id: str, owner: str | None = None) -> Playground:
-        """Stop (if running) and start again from the same writable layers."""
+    async def restart(
+        self, playground_id: str, owner: str | None = None, account_id: int | None = None
+    ) -> Playground:
+        """Stop (if running) and start again from the same writable layers: a new usage
+        session. With `account_id`, that account's daily allowance is checked first."""
         await self.get(playground_id, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
             spec = self._spec(playground_id)
+            self._restarting(playground_id, account_id)
             await self.driver.stop(playground_id)
-            self.set_state(playground_id, PlaygroundState.STARTING)
             try:
                 async with asyncio.timeout(self.settings.start_timeout_s):
                     started = await self.driver.start(spec)
                     self._record_started(playground_id, started.machines, started.saved_state)
                     await self._wait_ready(playground_id, [m.name for m in started.machines])
             except BaseException:
-                self.set_state(playground_id, PlaygroundState.FAILED)
+                self.set_state(playground_id, PlaygroundState.FAILED, EndReason.FAILED)
                 raise
             self.set_state(playground_id, PlaygroundState.RUNNING)
         return await self.get(playground_id)
+
+    def _restarting(self, playground_id: str, account_id: int | None) -> None:
+        """Check the plan, end the running session (if any), open the restart's, and mark
+        the playground starting: one transaction."""
+        at = now()
+        with self.db.session() as session:
+            row = self._row(session, playground_id, None)
+            plan = self.admission.admit_restart(session, row.owner, account_id, at)
+            launch = last_launch(session, playground_id)
+            close_sessions(session, playground_id, EndReason.STOPPED, at)
+            row.state, row.updated_at = PlaygroundState.STARTING, at
+            open_session(
+                session,
+                launch,
+                owner=row.owner,
+                plan=plan.name if plan else "",
+                playground_id=playground_id,
+                playground_name=row.name,
+                machines=len(row.machines),
+                started_at=at,
+                restart=True,
+            )
 
     async def _wait_ready(self, playground_id: str, machines: builtins.list[str]) -> None:
         ready = await asyncio.gather(
@@ -319,13 +402,21 @@ class Playgrounds:
         await self.get(playground_id, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
             await self.driver.destroy(playground_id)
-            self.forget(playground_id)
+            self.forget(playground_id, EndReason.DESTROYED)
 
     async def extend(
-        self, playground_id: str, seconds: int, owner: str | None = None
+        self,
+        playground_id: str,
+        seconds: int,
+        owner: str | None = None,
+        account_id: int | None = None,
     ) -> Playground:
+        """Add time; with `account_id`, up to that account's plan's lifetime in all (and not
+        once its daily allowance is used up)."""
         with self.db.session() as session:
             row = self._row(session, playground_id, owner)
+            if account_id is not None:
+                self.admission.check_extend(session, row, seconds, account_id, now())
             row.expires_at = max(aware(row.expires_at), now()) + timedelta(seconds=seconds)
         return await self.get(playground_id)
 

@@ -6,7 +6,17 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -95,7 +105,6 @@ class UserRow(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default=Role.LEARNER)
-    plan: Mapped[str] = mapped_column(String(32), default="free")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -190,3 +199,105 @@ class TaskResultRow(Base):
     """Latest output of its hintcheck."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EntitlementKind(enum.StrEnum):
+    SUBSCRIPTION = "subscription"
+    LIFETIME = "lifetime"
+    TRIAL = "trial"
+    SEAT = "seat"
+    """A team's seat: the seat's plan for the seat's dates."""
+    EARNED = "earned"
+    """Solving challenges (plans.yaml `earned`)."""
+    MANUAL = "manual"
+    """Set by an admin (`admin create-user --plan`, `Accounts.set_plan`)."""
+
+
+class EntitlementRow(Base):
+    """One grant of a plan to an account, for a time. The account's plan is the best one in
+    force (see services/entitlements.py); rows are revoked, never deleted."""
+
+    __tablename__ = "entitlements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(200), default="")
+    """Where it comes from, for people: a subscription or order id, `admin`, ..."""
+    once_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    """Makes a grant idempotent: a second grant with the same key is the first one (earned
+    premium: `earned:<account>:<n>`; a payment provider's event or subscription id)."""
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """None: no end."""
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LaunchedBy(enum.StrEnum):
+    FREE_PLAY = "free-play"
+    CHALLENGE = "challenge"
+    TUTORIAL = "tutorial"
+    COURSE = "course"
+    """A course's lesson."""
+    CLASS = "class"
+    """A training or class an instructor runs."""
+
+
+class EndReason(enum.StrEnum):
+    STOPPED = "stopped"
+    DESTROYED = "destroyed"
+    EXPIRED = "expired"
+    CRASHED = "crashed"
+    """Its machines went away while it ran (host reboot, crash), seen by the reconciler."""
+    RECONCILED = "reconciled"
+    """Removed by the reconciler for another reason (a start whose process died)."""
+    FAILED = "failed"
+    """The start (or restart) failed and was rolled back."""
+
+
+class UsageSessionRow(Base):
+    """One stretch of a playground running: from a start (or restart) to its stop, destroy,
+    expiry, crash or rollback. Opened in the transaction that records the start, closed once
+    (`UPDATE ... WHERE ended_at IS NULL`)."""
+
+    __tablename__ = "usage_sessions"
+    __table_args__ = (
+        Index("ix_usage_sessions_account_started", "account_id", "started_at"),
+        Index("ix_usage_sessions_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    """None: no account (the operator's local CLI)."""
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    plan: Mapped[str] = mapped_column(String(32), default="")
+    """The account's plan when the session started ('' when no plan applied)."""
+    launched_by: Mapped[str] = mapped_column(String(16))
+    content_key: Mapped[str] = mapped_column(String(200), default="")
+    """The challenge, tutorial or lesson it was started for (`challenges/<slug>`), or ''."""
+    playground_id: Mapped[str] = mapped_column(String(16), index=True)
+    """Not a foreign key: the session outlives its playground's row."""
+    playground_name: Mapped[str] = mapped_column(String(64))
+    machines: Mapped[int] = mapped_column()
+    restart: Mapped[bool] = mapped_column(default=False)
+    """A restart of a playground that ran before (count launches without these)."""
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    machine_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """machines x minutes from start to end, set when it ends."""
+
+
+class StartLockRow(Base):
+    """One row per owner, updated first in every plan-checked start: the row lock (a write
+    lock on SQLite) makes an owner's starts take turns, so the count of their playgrounds
+    and the insert of a new one cannot interleave, across processes too."""
+
+    __tablename__ = "start_locks"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    starts: Mapped[int] = mapped_column(default=0)

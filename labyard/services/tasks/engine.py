@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,10 +35,15 @@ from labyard.services.tasks.records import (
 from labyard.services.tasks.setup import run_init
 from labyard.services.tasks.spec import spec_of
 from labyard.services.tasks.states import advance
-from labyard.store import AttemptState, PlaygroundRow, PlaygroundState, TaskState
+from labyard.services.usage import Launch
+from labyard.store import AttemptState, LaunchedBy, PlaygroundRow, PlaygroundState, TaskState
 
 log = logging.getLogger(__name__)
 PLAYGROUND_GONE = "its playground ended (destroyed or expired)"
+LAUNCHED_BY = {"challenge": LaunchedBy.CHALLENGE, "tutorial": LaunchedBy.TUTORIAL}
+"""What the usage record says launched a content item's playground; lessons: `course`."""
+
+Solved = Callable[[AttemptRecord], None]
 
 
 class Attempts:
@@ -49,9 +54,12 @@ class Attempts:
         *,
         interval_s: float = 1.0,
         idle_pause_s: float | None = 60.0,
+        on_solved: Solved | None = None,
     ) -> None:
         self.playgrounds = playgrounds
         self.catalog = catalog
+        self.on_solved = on_solved
+        """Called once an attempt is solved (earned premium counts solved challenges)."""
         self.interval_s = interval_s
         """Time between the starts of two check ticks."""
         self.store = AttemptStore(playgrounds.db)
@@ -75,12 +83,22 @@ class Attempts:
         owner: str,
         lifetime_s: int | None = None,
         manifest: Manifest | None = None,
+        launch: Launch | None = None,
     ) -> AttemptRecord:
         """Start the item's playground, run its init tasks, then loop its checks. Returns
-        once the checks are running; on failure nothing is left behind."""
+        once the checks are running; on failure nothing is left behind. With a `launch`
+        naming an account, its plan is checked (see Playgrounds.start)."""
         manifest = manifest or self.manifest_for(item)
         spec = spec_of(item, manifest)
-        playground = await self.playgrounds.start(manifest, owner=owner, lifetime_s=lifetime_s)
+        launch = replace(
+            launch or Launch(),
+            by=LAUNCHED_BY.get(item.kind, LaunchedBy.COURSE),
+            content_key=item.key,
+            own_manifest=False,
+        )
+        playground = await self.playgrounds.start(
+            manifest, owner=owner, lifetime_s=lifetime_s, launch=launch
+        )
         pool = MachinePool(self.playgrounds, playground.id)
         try:
             done = await run_init(spec, pool)
@@ -131,8 +149,18 @@ class Attempts:
             self._pools.pop(attempt_id).close()
             if checker.record.finished:
                 self.audience.forget(attempt_id)
+            if checker.record.state == AttemptState.SOLVED:
+                self._solved(checker.record)
         if not run.cancelled() and (error := run.exception()) is not None:
             log.error("checks of attempt %s stopped", attempt_id, exc_info=error)
+
+    def _solved(self, record: AttemptRecord) -> None:
+        if self.on_solved is None:
+            return
+        try:
+            self.on_solved(record)
+        except Exception:  # a grant that failed is made at the next solve (it catches up)
+            log.exception("after attempt %s was solved", record.id)
 
     def _playground_state(self, playground_id: str | None) -> str | None:
         if playground_id is None:
