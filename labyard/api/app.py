@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from types import EllipsisType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,7 +31,7 @@ from labyard.api import (
 )
 from labyard.errors import LabyardError
 from labyard.services import Labyard
-from labyard.services.reconciler import reconcile_forever
+from labyard.services.reconciler import Heartbeat, reconcile_forever
 
 log = logging.getLogger("labyard.api")
 
@@ -39,19 +40,30 @@ def _error(status: int, message: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "reason": reason}}, status_code=status)
 
 
-def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -> FastAPI:
-    """The app for one labyard instance; the reconciler runs in the background unless
-    `reconcile_interval_s` is None."""
+def create_app(
+    labyard: Labyard, *, reconcile_interval_s: float | EllipsisType | None = ...
+) -> FastAPI:
+    """The app for one labyard instance. The reconciler runs in the background every
+    `reconcile_interval_s` seconds (by default the settings' interval), or not at all with
+    None; its heartbeat, in `app.state.reconciler`, is what /healthz reports."""
+    interval_s = (
+        labyard.settings.reconcile_interval_s
+        if isinstance(reconcile_interval_s, EllipsisType)
+        else reconcile_interval_s
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
-        if reconcile_interval_s is not None:
-            task = asyncio.create_task(reconcile_forever(labyard.playgrounds, reconcile_interval_s))
+        if interval_s is not None:
+            app.state.reconciler = Heartbeat(interval_s)
+            task = asyncio.create_task(reconcile_forever(labyard.playgrounds, app.state.reconciler))
         await labyard.attempts.resume()  # checks of attempts under way go on after a restart
         yield
         if task is not None:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a host step under way finishes first (see runtime/local)
         await labyard.attempts.shutdown()
 
     app = FastAPI(
@@ -63,6 +75,7 @@ def create_app(labyard: Labyard, *, reconcile_interval_s: float | None = 15.0) -
         lifespan=lifespan,
     )
     app.state.labyard = labyard
+    app.state.reconciler = None
 
     @app.exception_handler(LabyardError)
     async def labyard_error(request: Request, exc: LabyardError) -> JSONResponse:

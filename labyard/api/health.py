@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from labyard.api.deps import LabyardDep
+from labyard.services.reconciler import Heartbeat
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -20,12 +27,32 @@ START_SECONDS = Histogram(
 TERMINALS = Gauge("labyard_terminals_open", "Browser terminals connected now")
 
 
-@router.get("/healthz")
-def healthz(labyard: LabyardDep) -> dict[str, str]:
-    """200 when the database answers."""
-    with labyard.db.session() as session:
-        session.execute(text("SELECT 1"))
-    return {"status": "ok"}
+@router.get("/healthz", responses={503: {"description": "Unhealthy; `reason` says why"}})
+def healthz(request: Request, response: Response, labyard: LabyardDep) -> dict[str, Any]:
+    """200 `{"status": "ok"}` while the database answers and, in a server that runs the
+    reconciler, rounds keep succeeding: `reconciler` holds the interval and the age in
+    seconds of the last successful round. 503 `{"status": "unhealthy", "reason": ...}` when
+    the database does not answer or no round has succeeded for three intervals."""
+    body: dict[str, Any] = {"status": "ok"}
+    problem = _database_problem(labyard)
+    heartbeat: Heartbeat | None = request.app.state.reconciler
+    if heartbeat is not None:
+        body["reconciler"] = heartbeat.to_json()
+        problem = problem or heartbeat.problem()
+    if problem:
+        response.status_code = 503
+        body.update(status="unhealthy", reason=problem)
+    return body
+
+
+def _database_problem(labyard: LabyardDep) -> str | None:
+    try:
+        with labyard.db.session() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("healthz: the database does not answer: %s", exc)
+        return f"the database does not answer ({type(exc).__name__})"
+    return None
 
 
 @router.get("/metrics", include_in_schema=False)
