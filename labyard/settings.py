@@ -8,10 +8,34 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labyard.errors import InvalidInput
+
+DEFAULT_SUBNET_POOL = ipaddress.IPv4Network("198.18.0.0/16")
+
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default
+
+
+def _env_subnet_pool() -> ipaddress.IPv4Network:
+    """LABYARD_SUBNET_POOL: an IPv4 CIDR with room for at least one /28 playground network."""
+    value = os.environ.get("LABYARD_SUBNET_POOL", "").strip()
+    if not value:
+        return DEFAULT_SUBNET_POOL
+    try:
+        pool = ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"LABYARD_SUBNET_POOL={value!r} is not an IPv4 network in CIDR form ({exc}); "
+            "give one like 198.18.0.0/16"
+        ) from exc
+    if pool.prefixlen > 28:  # runtime/local/subnets.py: MIN_PREFIX
+        raise InvalidInput(
+            f"LABYARD_SUBNET_POOL={value!r} is smaller than one playground network (a /28); "
+            "give a larger range, like 198.18.0.0/16"
+        )
+    return pool
 
 
 @dataclass(frozen=True)
@@ -25,11 +49,11 @@ class Settings:
     database_url: str
     """SQLAlchemy URL; SQLite under `data_dir` unless LABYARD_DATABASE_URL says otherwise."""
 
-    subnet_pool: ipaddress.IPv4Network = field(
-        default_factory=lambda: ipaddress.IPv4Network("198.18.0.0/16")
-    )
-    """Each playground gets one /24 from here. 198.18/15 is reserved for benchmarking networks,
-    so it does not collide with LANs, VPNs or Docker's defaults inside the machines."""
+    subnet_pool: ipaddress.IPv4Network = field(default_factory=lambda: DEFAULT_SUBNET_POOL)
+    """Each playground network gets an aligned block from here (LABYARD_SUBNET_POOL), sized by
+    its machines: a /28 for up to 13, so a /16 holds 4,096 one-network playgrounds. 198.18/15
+    is reserved for benchmarking networks, so it does not collide with LANs, VPNs or Docker's
+    defaults inside the machines."""
 
     default_lifetime_s: int = 3600
     """How long a playground lives when its manifest does not say."""
@@ -41,6 +65,21 @@ class Settings:
     """With a domain (LABYARD_PORTS_DOMAIN, e.g. `labs.example.com`), the host name
     `<port>-<machine>-<playground>.<domain>` reaches that port of that machine (wildcard DNS
     and TLS are the operator's). Without one, only the path form `/p/...` does."""
+
+    reconcile_interval_s: float = 15.0
+    """Seconds between reconciler rounds in the server (LABYARD_RECONCILE_INTERVAL_S);
+    /healthz turns unhealthy when no round has succeeded for three of them."""
+
+    id_ranges_dir: Path = Path("/var/lib/labyard/id-ranges")
+    """Which machine holds which host uid/gid range (LABYARD_ID_RANGES_DIR): host-wide, like
+    the ranges themselves, so every labyard instance on the host must share it."""
+
+    kvm: bool = False
+    """Give machines /dev/kvm (LABYARD_KVM=1), for nested VMs; off by default."""
+
+    egress_allow: tuple[str, ...] = ()
+    """Destinations egress reaches even in private ranges (LABYARD_EGRESS_ALLOW, comma-separated
+    `HOST[:PORT]` or CIDR, e.g. `10.1.2.3:443,registry.lan`); names resolve at each start."""
 
     @property
     def instance(self) -> str:
@@ -66,6 +105,18 @@ class Settings:
         images_dir = _env_path("LABYARD_IMAGES_DIR", Path("/var/lib/labyard/images"))
         url = os.environ.get("LABYARD_DATABASE_URL") or f"sqlite:///{data_dir / 'labyard.db'}"
         ports_domain = os.environ.get("LABYARD_PORTS_DOMAIN") or None
+        interval = float(os.environ.get("LABYARD_RECONCILE_INTERVAL_S") or 15.0)
+        id_ranges_dir = _env_path("LABYARD_ID_RANGES_DIR", Path("/var/lib/labyard/id-ranges"))
+        kvm = os.environ.get("LABYARD_KVM", "") in ("1", "true", "yes")
+        allow = tuple(e.strip() for e in os.environ.get("LABYARD_EGRESS_ALLOW", "").split(","))
         return cls(
-            data_dir=data_dir, images_dir=images_dir, database_url=url, ports_domain=ports_domain
+            id_ranges_dir=id_ranges_dir,
+            kvm=kvm,
+            egress_allow=tuple(entry for entry in allow if entry),
+            data_dir=data_dir,
+            images_dir=images_dir,
+            database_url=url,
+            subnet_pool=_env_subnet_pool(),
+            ports_domain=ports_domain,
+            reconcile_interval_s=interval,
         )

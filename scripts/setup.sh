@@ -28,21 +28,46 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 
-# Every machine's systemd, dbus and logind use root's inotify instances; Debian's default
-# (128) runs out at about 15 machines.
-if [ ! -f /etc/sysctl.d/60-labyard.conf ]; then
-  printf 'fs.inotify.max_user_instances = 8192\nfs.inotify.max_user_watches = 524288\n' \
-    > /etc/sysctl.d/60-labyard.conf
-fi
-sysctl -q -p /etc/sysctl.d/60-labyard.conf >/dev/null || true
+# Kernel limits a host full of machines outgrows; the same minimums as MINIMUMS in
+# labyard/runtime/local/host_limits.py (which says why each, and raises them at driver start
+# too). Per idle machine: ~7 inotify instances, 5-20 tasks, ~3 neighbour entries (past
+# gc_thresh3, Debian's 1,024, new machines are unreachable), a session keyring per SSH login
+# for its uid. A value already higher is kept.
+LIMITS=(
+  fs.inotify.max_user_instances=65536
+  fs.inotify.max_user_watches=1048576
+  kernel.pid_max=4194304
+  net.ipv4.neigh.default.gc_thresh1=8192
+  net.ipv4.neigh.default.gc_thresh2=32768
+  net.ipv4.neigh.default.gc_thresh3=65536
+  net.ipv6.neigh.default.gc_thresh1=8192
+  net.ipv6.neigh.default.gc_thresh2=32768
+  net.ipv6.neigh.default.gc_thresh3=65536
+  kernel.keys.maxkeys=2000
+  kernel.keys.maxbytes=2000000
+  fs.aio-max-nr=524288
+)
+sysctl_conf=/etc/sysctl.d/60-labyard.conf
+: > "$sysctl_conf.new"
+for limit in "${LIMITS[@]}"; do
+  name=${limit%%=*} minimum=${limit#*=}
+  current=$(sysctl -n "$name" 2>/dev/null) || continue  # not on this kernel (no IPv6, say)
+  echo "$name = $(( current > minimum ? current : minimum ))" >> "$sysctl_conf.new"
+done
+mv "$sysctl_conf.new" "$sysctl_conf"
+sysctl -q -p "$sysctl_conf" >/dev/null || true
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# Exactly the versions in requirements.lock (hash-checked; `scripts/lock` regenerates it),
+# then labyard itself, built with the locked setuptools rather than the newest one.
 pip_log=$(mktemp)
-if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' >"$pip_log" 2>&1; then
+pip=(.venv/bin/pip install -q --disable-pip-version-check)
+if ! { "${pip[@]}" --require-hashes -r requirements.lock &&
+  "${pip[@]}" --no-deps --no-build-isolation -e .; } >"$pip_log" 2>&1; then
   cat "$pip_log" >&2
-  echo "setup: installing the Python packages failed" >&2
+  echo "setup: installing the Python packages from requirements.lock failed" >&2
   exit 1
 fi
 rm -f "$pip_log"

@@ -21,8 +21,6 @@ class MachineNeeds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    all_devices: bool = False
-    """Allow every device (dockerd needs this); otherwise only the usual container set."""
     volumes: list[str] = []
     """Paths that live on the machine's disk directly, not on overlayfs (e.g. /var/lib/docker)."""
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labyard.errors import Conflict, NotFound
 from labyard.images.recipe import RECIPES_DIR, ResolvedRecipe, recipe_names, resolve
@@ -43,8 +44,15 @@ def _read(path: Path, current_digest: str | None) -> Image | None:
         size_bytes=int(meta.get("size_bytes", 0)),
         built_at=meta.get("built_at", ""),
         current=meta["digest"] == current_digest,
-        recipe=ResolvedRecipe.model_validate(meta["recipe"]),
+        recipe=ResolvedRecipe.model_validate(_upgraded(meta["recipe"])),
     )
+
+
+def _upgraded(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe recorded by an older labyard, in today's shape (its image stays listable and
+    removable). `machine.all_devices` went when machines got a fixed device set."""
+    machine = {k: v for k, v in recipe.get("machine", {}).items() if k != "all_devices"}
+    return {**recipe, "machine": machine}
 
 
 def list_images(images_dir: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image]:
@@ -68,9 +76,14 @@ def find_image(images_dir: Path, name: str, recipes_dir: Path = RECIPES_DIR) -> 
 
 
 def _in_use(path: Path) -> bool:
-    """Whether a running or stopped machine still has this image as its lower layer."""
+    """Whether a running or stopped machine still has this image mounted: idmapped (the
+    mount's root is the image's rootfs) or, from older labyards, as an overlay lower dir."""
+    rootfs = f"/{path.name}/rootfs"
     with open("/proc/self/mountinfo") as mounts:
-        return any(f"lowerdir={path}/rootfs" in line for line in mounts)
+        for line in mounts:
+            if line.split()[3].endswith(rootfs) or f"lowerdir={path}/rootfs" in line:
+                return True
+    return False
 
 
 def remove_image(images_dir: Path, name: str) -> list[Image]:

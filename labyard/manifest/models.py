@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import core_schema
 
 _DNS_LABEL = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -13,6 +24,7 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 MAX_MACHINES = 16
 MAX_NETWORKS = 8
+MAX_EGRESS_DESTINATIONS = 64
 
 
 def parse_size(value: object) -> int:
@@ -34,6 +46,83 @@ def parse_duration(value: object) -> int:
         raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m or 2h")
     return int(match.group(1)) * _DURATION[match.group(2)]
 
+
+class Destination(NamedTuple):
+    """Where egress may go: an IPv4 network (a single address is a /32) or a DNS name."""
+
+    host: str
+    network: ipaddress.IPv4Network | None
+    """None for a name: it is resolved when the playground starts."""
+    port: int | None
+    """TCP and UDP; None for every port and protocol."""
+
+
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.I)
+_DESTINATION_FORMS = "write HOST, HOST:PORT or a CIDR such as 10.1.0.0/16"
+
+
+def parse_destination(text: object) -> Destination:
+    """`10.1.2.3`, `10.1.2.3:443`, `10.0.0.0/8`, `registry.lan` or `registry.lan:5000`."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{text!r} is not a destination; {_DESTINATION_FORMS}")
+    entry = text.strip()
+    if entry.count(":") > 1 or entry.startswith("["):
+        raise ValueError(f"{entry!r}: IPv6 destinations are never reachable (no IPv6 egress)")
+    host, _, port_text = entry.partition(":")
+    port = None
+    if port_text or entry.endswith(":"):
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+        port = int(port_text)
+    if re.fullmatch(r"[\d./]+", host):
+        try:
+            return Destination(host, ipaddress.IPv4Network(host), port)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an IPv4 address or network ({exc})") from exc
+    if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+        raise ValueError(f"{entry!r} is not a destination; {_DESTINATION_FORMS}")
+    return Destination(host.lower(), None, port)
+
+
+def _checked_destination(text: object) -> str:
+    """The entry as the author wrote it, once it parses (resolved only at start)."""
+    parse_destination(text)
+    return str(text).strip()
+
+
+def _egress(value: Any, destinations: ValidatorFunctionWrapHandler) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list | tuple):
+        raise ValueError("must be true, false or a list of destinations (HOST[:PORT] or CIDR)")
+    if len(value) > MAX_EGRESS_DESTINATIONS:
+        raise ValueError(f"at most {MAX_EGRESS_DESTINATIONS} egress destinations")
+    checked: tuple[str, ...] = destinations(value)
+    return checked
+
+
+_DestinationText = Annotated[str, BeforeValidator(_checked_destination)]
+Egress = Annotated[
+    bool | tuple[str, ...],
+    GetPydanticSchema(  # bool or list without pydantic's union errors: items keep their line
+        lambda _, handler: core_schema.no_info_wrap_validator_function(
+            _egress,
+            handler.generate_schema(tuple[_DestinationText, ...]),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v: v if isinstance(v, bool) else list(v)
+            ),
+        )
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EGRESS_DESTINATIONS},
+            ]
+        }
+    ),
+]
+"""true: the internet minus private ranges; false: nothing; a list: only those destinations."""
 
 Bytes = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 Seconds = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
@@ -100,8 +189,11 @@ class Manifest(_Strict):
     title: str = ""
     description: str = ""
     lifetime: Seconds = 3600
-    egress: bool = True
-    """Whether machines may reach the outside world through NAT."""
+    egress: Egress = True
+    """Where machines may go beyond their own networks, through NAT: true for the internet
+    (never private, link-local or host addresses unless the operator's LABYARD_EGRESS_ALLOW
+    lists them), false (or []) for nothing, or a list of `HOST[:PORT]` / CIDR entries that
+    narrows that further; it never widens it."""
     machines: list[Machine] = Field(min_length=1, max_length=MAX_MACHINES)
     networks: list[Network] = Field(
         default_factory=lambda: [Network(name="default")], min_length=1, max_length=MAX_NETWORKS

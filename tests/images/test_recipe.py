@@ -21,7 +21,7 @@ def recipes(tmp_path: Path) -> Path:
         tmp_path,
         "child",
         "name: child\nextends: base\npackages: [jq, git]\nsetup: echo child\n"
-        "machine:\n  all_devices: true\n  volumes: [/var/lib/x]\n",
+        "machine:\n  volumes: [/var/lib/x]\n",
     )
     return tmp_path
 
@@ -57,7 +57,6 @@ def test_extends_folds_packages_and_setup(recipes: Path) -> None:
     assert child.name == "child"
     assert child.packages == ["curl", "jq", "git"]
     assert child.setup_scripts == ["echo base", "echo child"]
-    assert child.machine.all_devices is True
     assert child.machine.volumes == ["/var/lib/x"]
     assert child.suite == "bookworm"
 
@@ -96,5 +95,5 @@ def test_builtin_recipes_resolve() -> None:
     assert set(linux.packages) < set(docker.packages)
     assert "docker.io" in docker.packages
     assert docker.setup_scripts[0] == linux.setup_scripts[0]
-    assert docker.machine.all_devices and "/var/lib/docker" in docker.machine.volumes
+    assert "/var/lib/docker" in docker.machine.volumes
     assert linux.digest != docker.digest

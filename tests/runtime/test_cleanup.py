@@ -23,7 +23,7 @@ import labyard.services.playgrounds as playgrounds_service
 from labyard.errors import LabyardError
 from labyard.manifest import Manifest, manifest_from_text
 from labyard.runtime import new_playground_id
-from labyard.runtime.local.names import netns_prefix, nft_table
+from labyard.runtime.local.names import USERNS_DIR, netns_prefix, nft_table
 from labyard.services import Labyard
 from labyard.settings import Settings
 from tests.conftest import Starter
@@ -58,6 +58,12 @@ def _out(*command: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=False).stdout
 
 
+def bridge_subnet(playground_id: str) -> str:
+    """The subnet of the playground's first network, from its bridge's address on the host."""
+    bridge = _out("ip", "-4", "-o", "addr", "show", "dev", f"lyb{playground_id}0").split()
+    return str(ipaddress.IPv4Interface(bridge[3]).network)
+
+
 # -- what a playground leaves on the host ---------------------------------------------------
 
 
@@ -80,11 +86,25 @@ def host_resources(
         "loop": [line for line in _out("losetup", "-a").splitlines() if str(directory) in line],
         "process": _processes_in_cgroups_of(playground_id),
         "dir": [str(directory)] if directory.exists() else [],
+        "userns": _userns(settings, playground_id),
+        "ids": _id_ranges(settings, playground_id),
     }
     return {kind: items for kind, items in found.items() if items}
 
 
-ALL_KINDS = {"mount", "netns", "link", "cgroup", "runc", "nft", "loop", "process", "dir"}
+ALL_KINDS = {
+    "mount",
+    "netns",
+    "link",
+    "cgroup",
+    "runc",
+    "nft",
+    "loop",
+    "process",
+    "dir",
+    "userns",
+    "ids",
+}
 
 
 def _mounts_under(directory: Path) -> list[str]:
@@ -103,6 +123,23 @@ def _netns(settings: Settings, playground_id: str) -> list[str]:
     return [p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix)]
 
 
+def _userns(settings: Settings, playground_id: str) -> list[str]:
+    """Kept user namespaces of the playground's machines (nsfs bind mounts)."""
+    if not USERNS_DIR.exists():
+        return []
+    prefix = f"{netns_prefix(settings.instance)}{playground_id}"
+    return [p.name for p in USERNS_DIR.iterdir() if p.name.startswith(prefix)]
+
+
+def _id_ranges(settings: Settings, playground_id: str) -> list[str]:
+    """Host id ranges still allocated to the playground's machines."""
+    directory = settings.id_ranges_dir
+    if not directory.exists():
+        return []
+    mine = f"@{settings.instance}:{playground_id}:"  # files are <start>@<owner, / as :>
+    return [p.name for p in directory.iterdir() if mine in p.name]
+
+
 def _cgroups(playground_id: str) -> list[str]:
     found = []
     for parent, dirs, _ in os.walk(CGROUP_ROOT):
@@ -114,7 +151,7 @@ def _nft_leftovers(settings: Settings, playground_id: str, subnets: list[str]) -
     table = nft_table(settings.instance)
     listing = _out("nft", "list", "table", "inet", table)
     found = [line.strip() for line in listing.splitlines() if f"lyb{playground_id}" in line]
-    for subnet in subnets:  # a stale egress entry would give NAT to the next owner of the /24
+    for subnet in subnets:  # a stale egress entry would give NAT to the subnet's next owner
         element = f"{{ {ipaddress.IPv4Network(subnet).network_address + 2} }}"
         get = ["nft", "get", "element", "inet", table, "egress_nets", element]
         if subprocess.run(get, capture_output=True, check=False).returncode == 0:
@@ -169,9 +206,7 @@ async def test_destroy_leaves_nothing_behind(
     labyard: Labyard, settings: Settings, start: Starter
 ) -> None:
     playground = await start(manifest("cleanup-destroy"))
-    subnets = sorted(
-        {str(ipaddress.IPv4Network(f"{m.address}/24", strict=False)) for m in playground.machines}
-    )
+    subnets = [bridge_subnet(playground.id)]
     before = await asyncio.to_thread(host_resources, settings, playground.id, subnets)
     assert set(before) == ALL_KINDS, f"the checks must see a live playground: {before}"
 
@@ -185,13 +220,14 @@ async def test_destroy_leaves_nothing_behind(
 
 
 def _runc_running(container_prefix: str) -> bool:
-    """Whether a `runc ... run ... <container>` process is running right now."""
+    """Whether a `runc ... create|start ... <container>` process is running right now."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"run" in argv and any(a.startswith(container_prefix.encode()) for a in argv):
+        starting = b"create" in argv or b"start" in argv
+        if starting and any(a.startswith(container_prefix.encode()) for a in argv):
             return True
     return False
 
@@ -228,14 +264,16 @@ async def test_failed_init_task_rolls_the_start_back(
 async def test_cancelled_start_rolls_back(
     labyard: Labyard, settings: Settings, issued_ids: list[str], attempt: int
 ) -> None:
-    """Cancelled half-way: while `runc run` starts one machine and the others are being made."""
+    """Cancelled half-way: while runc starts one machine and the others are being made."""
     existing, egress = set(await labyard.driver.list()), egress_nets(settings)
     starting = asyncio.create_task(labyard.playgrounds.start(manifest("cleanup-cancel", 3)))
 
     async def half_way() -> bool:
+        if starting.done():  # finished or failed before it could be caught: say how
+            raise AssertionError(f"the start ended before runc ran: {starting.result()}")
         return bool(issued_ids) and _runc_running(f"{issued_ids[0]}-")
 
-    await wait_for("`runc run` of a machine", half_way, interval_s=0.002)
+    await wait_for("runc starting a machine", half_way, interval_s=0.002)
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting
@@ -251,14 +289,11 @@ async def test_concurrent_starts_and_destroys(
 ) -> None:
     started = await asyncio.gather(*(start(manifest(f"cleanup-many-{i}", 1)) for i in range(3)))
     assert all(p.state == "running" for p in started)
-    subnets = {
-        p.id: str(ipaddress.IPv4Network(f"{p.machines[0].address}/24", strict=False))
-        for p in started
-    }
+    subnets = {p.id: bridge_subnet(p.id) for p in started}
     assert len(set(subnets.values())) == 3, subnets
-    for playground_id, subnet in subnets.items():
-        bridge = _out("ip", "-4", "-o", "addr", "show", "dev", f"lyb{playground_id}0").split()
-        assert str(ipaddress.IPv4Interface(bridge[3]).network) == subnet
+    for playground in started:
+        address = ipaddress.IPv4Address(playground.machines[0].address)
+        assert address in ipaddress.IPv4Network(subnets[playground.id])
 
     await asyncio.gather(*(labyard.playgrounds.destroy(p.id) for p in started))
     for playground_id, subnet in subnets.items():

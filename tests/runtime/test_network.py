@@ -112,7 +112,10 @@ def address(playground: Playground, machine: str) -> str:
 
 
 def gateway(playground: Playground) -> str:
-    subnet = ipaddress.IPv4Network(f"{address(playground, 'a')}/24", strict=False)
+    """The host's address on the playground's bridge (the first of its subnet, whatever size)."""
+    words = run("ip", "-4", "-o", "addr", "show", "dev", f"lyb{playground.id}0").split()
+    subnet = ipaddress.IPv4Interface(words[3]).network
+    assert ipaddress.IPv4Address(address(playground, "a")) in subnet
     return str(subnet.network_address + 1)
 
 

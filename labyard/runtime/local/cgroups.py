@@ -48,6 +48,49 @@ def machine_cgroups(parent_name: str, container: str) -> list[Path]:
     return [p / container for p in parents(parent_name) if (p / container).is_dir()]
 
 
+# What the machine's root may write in its own top cgroup: enough to make and fill child
+# cgroups (systemd's units, dockerd's containers), never its own limits (memory.limit_in_bytes,
+# pids.max, cpu.cfs_quota_us stay root's), so the limits hold whatever it does inside.
+_DELEGATED = ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control")
+
+
+def process_cgroups(pid: int) -> list[Path]:
+    """The host directory of process `pid`'s cgroup in every hierarchy."""
+    mounts = _hierarchy_options()
+    found = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        wanted = set(controllers.split(",")) if controllers else {"cgroup2"}
+        for point, options in mounts:
+            if wanted <= options:
+                found.append(point / path.lstrip("/"))
+                break
+    return found
+
+
+def _hierarchy_options() -> list[tuple[Path, set[str]]]:
+    """(mount point, its options; `cgroup2` for the v2 hierarchy) of every hierarchy."""
+    mounts = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype == "cgroup2":
+                mounts.append((Path(fields[4]), {"cgroup2"}))
+            elif fstype == "cgroup":
+                mounts.append((Path(fields[4]), set(fields[-1].split(","))))
+    return mounts
+
+
+def delegate(pid: int, uid: int, gid: int) -> None:
+    """Hand process `pid`'s cgroups (a created, not yet started machine) to its mapped root."""
+    for path in process_cgroups(pid):
+        os.chown(path, uid, gid)
+        for name in _DELEGATED:
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path / name, uid, gid)
+
+
 def remove_tree(path: Path) -> None:
     """rmdir a cgroup and everything below it (cgroups are removed leaves first)."""
     if not path.is_dir():

@@ -29,7 +29,8 @@ from labyard.runtime.base import (
     PlaygroundSpec,
     Started,
 )
-from labyard.runtime.local import cgroups, files, firewall, host_limits, network, storage
+from labyard.runtime.local import cgroups, egress, files, firewall, host_limits, network, storage
+from labyard.runtime.local.idmap import IdRange, Registry
 from labyard.runtime.local.names import (
     HostNames,
     cgroup_parent,
@@ -37,7 +38,7 @@ from labyard.runtime.local.names import (
     nft_table,
     playground_of_container,
 )
-from labyard.runtime.local.oci import machine_config
+from labyard.runtime.local.oci import devices, machine_config
 from labyard.runtime.local.runc import Runc
 from labyard.settings import Settings
 
@@ -55,7 +56,9 @@ class LocalDriver(Driver):
         self.settings = settings
         self.runc = Runc(settings.runc_root)
         self.table = nft_table(settings.instance)
-        host_limits.raise_inotify_limits()
+        self.ids = Registry(settings.id_ranges_dir)
+        storage.make_traversable(settings.playgrounds_dir)
+        host_limits.raise_host_limits()
 
     def _names(self, playground_id: str) -> HostNames:
         if not ID_PATTERN.match(playground_id):
@@ -86,10 +89,14 @@ class LocalDriver(Driver):
         return Started(list(endpoints), self._saved_state(names, manifest, images, subnets))
 
     def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
+        """A bridge per network, its block sized for the machine addresses it must hold."""
+        resolvers = [line.split()[1] for line in _resolv_conf().splitlines()]
+        policy = egress.policy(manifest.egress, self.settings.egress_allow, resolvers)
         subnets = []
-        for index, _ in enumerate(manifest.networks):
-            subnet = network.ensure_bridge(names, index, self.settings.subnet_pool)
-            firewall.add_bridge(self.table, names.bridge(index), subnet, manifest.egress)
+        for index, net in enumerate(manifest.networks):
+            hosts = _machine_addresses_needed(manifest, net.name)
+            subnet = network.ensure_bridge(names, index, self.settings.subnet_pool, hosts)
+            firewall.add_bridge(self.table, names.bridge(index), subnet, policy)
             subnets.append(subnet)
         return subnets
 
@@ -109,11 +116,17 @@ class LocalDriver(Driver):
             return MachineEndpoint(machine.name, str(address))
         if state is not None:
             await self.runc.delete(container)
-        bundle = await _uninterrupted(
+        bundle, ids = await _uninterrupted(
             asyncio.to_thread(self._prepare_machine, names, spec, index, machine, image, subnets)
         )
-        await _uninterrupted(self.runc.run_detached(container, bundle, bundle / "console.log"))
+        await _uninterrupted(self._run_machine(container, bundle, ids))
         return MachineEndpoint(machine.name, str(address))
+
+    async def _run_machine(self, container: str, bundle: Path, ids: IdRange) -> None:
+        """runc create, hand the machine its cgroups, then let systemd run."""
+        pid = await self.runc.create(container, bundle, bundle / "console.log")
+        await asyncio.to_thread(cgroups.delegate, pid, ids.host(0), ids.host(0))
+        await self.runc.start(container)
 
     def _prepare_machine(
         self,
@@ -123,27 +136,32 @@ class LocalDriver(Driver):
         machine: Machine,
         image: Image,
         subnets: list[ipaddress.IPv4Network],
-    ) -> Path:
+    ) -> tuple[Path, IdRange]:
         bundle = names.machine_dir(machine.name)
         bundle.mkdir(parents=True, exist_ok=True)
+        ids = self.ids.allocate(names.id_owner(machine.name))
+        userns_path = names.userns(machine.name)
+        netns_name = names.netns(machine.name)
+        network.ensure_namespaces(netns_name, userns_path, ids)
         storage.mount_disk(bundle, machine.disk)
         volumes = image.recipe.machine.volumes
-        rootfs = storage.mount_rootfs(bundle, image.rootfs, volumes)
-        netns_name = names.netns(machine.name)
-        network.ensure_netns(netns_name)
+        rootfs = storage.mount_rootfs(bundle, image.rootfs, volumes, ids, userns_path)
         for net in spec.manifest.machine_networks(machine.name):
             net_index = [n.name for n in spec.manifest.networks].index(net.name)
             network.attach(names, index, netns_name, net_index, subnets[net_index])
-        _write_machine_files(rootfs, spec, machine, _addresses(spec.manifest, subnets))
+        _write_machine_files(rootfs, spec, machine, _addresses(spec.manifest, subnets), ids)
         config = machine_config(
             machine,
-            image.recipe.machine,
+            ids=ids,
+            userns=userns_path,
             netns=network.NETNS_DIR / netns_name,
             cgroup=names.cgroup(machine.name),
             volumes={v: storage.volume_dir(bundle, v) for v in volumes},
+            nodes=storage.device_nodes(bundle, devices(self.settings.kvm), ids),
+            kvm=self.settings.kvm,
         )
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
-        return bundle
+        return bundle, ids
 
     def _saved_state(
         self,
@@ -214,6 +232,7 @@ class LocalDriver(Driver):
             ids |= {p.name for p in self.settings.playgrounds_dir.iterdir()}
         for parent in cgroups.parents(cgroup_parent(instance)):
             ids |= {playground_of_container(p.name) for p in parent.iterdir() if p.is_dir()}
+        ids |= {owner.split("/")[1] for owner in self.ids.owners(f"{instance}/")}
         return ids
 
     # -- stop and destroy ----------------------------------------------------------------
@@ -264,6 +283,7 @@ class LocalDriver(Driver):
             if storage.mounted_under(names.dir):
                 raise RuntimeFailure(f"playground {names.playground_id}: a mount is still busy")
             shutil.rmtree(names.dir)
+        self.ids.release(names.id_owner(""))  # only once nothing owned by them is left
 
 
 async def _uninterrupted(step: Awaitable[T]) -> T:
@@ -280,6 +300,17 @@ async def _uninterrupted(step: Awaitable[T]) -> T:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([task])
         raise
+
+
+def _machine_addresses_needed(manifest: Manifest, network_name: str) -> int:
+    """How many machine addresses (`.2 + manifest index`, see _addresses) a network spans: up
+    to its highest-indexed machine, so machines 0 and 14 alone on a network still need 15."""
+    attached = [
+        index
+        for index, machine in enumerate(manifest.machines)
+        if network_name in [n.name for n in manifest.machine_networks(machine.name)]
+    ]
+    return max(attached, default=-1) + 1
 
 
 def _addresses(
@@ -325,13 +356,18 @@ def _write_machine_files(
     spec: PlaygroundSpec,
     machine: Machine,
     addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]],
+    ids: IdRange,
 ) -> None:
     host_key = spec.host_keys[machine.name]
-    files.write(rootfs, "/etc/hostname", machine.name + "\n")
-    files.write(rootfs, "/etc/hosts", _hosts_file(machine.name, addresses))
-    files.write(rootfs, "/etc/resolv.conf", _resolv_conf())
-    files.write(rootfs, "/etc/ssh/ssh_host_ed25519_key", host_key, mode=0o600)
-    files.write(rootfs, "/root/.ssh/authorized_keys", spec.authorized_key + "\n", mode=0o600)
+    files.write(rootfs, "/etc/hostname", machine.name + "\n", ids=ids)
+    files.write(rootfs, "/etc/hosts", _hosts_file(machine.name, addresses), ids=ids)
+    files.write(rootfs, "/etc/resolv.conf", _resolv_conf(), ids=ids)
+    files.write(rootfs, "/etc/ssh/ssh_host_ed25519_key", host_key, mode=0o600, ids=ids)
+    files.write(
+        rootfs, "/root/.ssh/authorized_keys", spec.authorized_key + "\n", mode=0o600, ids=ids
+    )
     (files.inside(rootfs, "/root/.ssh")).chmod(0o700)
     for startup in machine.files:
-        files.write(rootfs, startup.path, startup.content, int(startup.mode, 8), startup.owner)
+        files.write(
+            rootfs, startup.path, startup.content, int(startup.mode, 8), startup.owner, ids=ids
+        )

@@ -10,6 +10,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from labyard.errors import InvalidInput
+from labyard.runtime.local.idmap import IdRange
 
 _MAX_LINKS = 40
 
@@ -51,14 +52,24 @@ def _lookup(rootfs: Path, table: str, name: str) -> int:
 
 
 def write(
-    rootfs: Path, path: str, content: str | bytes, mode: int = 0o644, owner: str = "root"
+    rootfs: Path,
+    path: str,
+    content: str | bytes,
+    mode: int = 0o644,
+    owner: str = "root",
+    *,
+    ids: IdRange,
 ) -> None:
-    """Write a file into the machine, creating parent directories (root-owned, 0755)."""
+    """Write a file into the machine, creating parent directories (root-owned, 0755).
+
+    `owner` names a user of the machine; the file is owned by that user's host id in `ids`.
+    """
     user, _, group = owner.partition(":")
     uid = _lookup(rootfs, "passwd", user)
     gid = _lookup(rootfs, "group", group) if group else _primary_gid(rootfs, user, uid)
     target = inside(rootfs, path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(rootfs, target.parent, ids)
+    uid, gid = ids.host(uid), ids.host(gid)
     data = content.encode() if isinstance(content, str) else content
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
@@ -67,6 +78,16 @@ def write(
         os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
+
+
+def _make_dirs(rootfs: Path, directory: Path, ids: IdRange) -> None:
+    missing = []
+    while not directory.exists() and directory != rootfs:
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o755)
+        os.chown(new, ids.host(0), ids.host(0))
 
 
 def _primary_gid(rootfs: Path, user: str, uid: int) -> int:

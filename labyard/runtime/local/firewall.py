@@ -2,15 +2,23 @@
 
 One table per labyard instance. Only `drop` is final across nftables tables, so isolation
 is built from drops: a playground's packets may go to its own bridge and, when egress is
-on, out through NAT; never into another playground's bridge or to the host itself.
+on, out through NAT; never into another playground's bridge, to the host itself, or to a
+private, link-local or host address (egress.py: BLOCKED) unless the operator allowed it.
 
     forward:  iifname vmap @bridges          -> per-bridge chain br_<bridge>
               outside -> "lyb*" established   accept (replies to NATed egress)
               outside -> "lyb*"               drop   (nothing from outside starts inside)
               (bridges of other instances are left to their own instance's table)
-    br_<b>:   oifname "<b>" accept; oifname "lyb*" drop; spoofed source drop; [no egress: drop]
+    br_<b>:   oifname "<b>" accept; oifname "lyb*" drop; spoofed source drop;
+              IPv6 drop (machines get no IPv6 beyond their bridge);
+              host's own, broadcast and multicast addresses drop (fib: never allowed);
+              [no egress: drop]
+              resolvers :53 accept; operator-allowed accept; BLOCKED drop;
+              [manifest list: listed accept; drop]
     input:    iifname "lyb*" established accept; iifname "lyb*" drop   (host services)
     postrouting (nat): ip saddr @egress_nets oifname != "lyb*" masquerade
+
+All of br_<b> is filter, in the forward hook: a destination is dropped before NAT sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import subprocess
 from pathlib import Path
 
 from labyard.errors import RuntimeFailure
+from labyard.runtime.local.egress import BLOCKED, Policy, Target
 from labyard.runtime.local.network import host_lock
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -69,35 +78,55 @@ def _table_exists(table: str) -> bool:
     return result.returncode == 0
 
 
-def add_bridge(table: str, bridge: str, subnet: ipaddress.IPv4Network, egress: bool) -> None:
-    """Admit a new playground network; idempotent."""
+def add_bridge(
+    table: str, bridge: str, subnet: ipaddress.IPv4Network, egress: Policy | None
+) -> None:
+    """Admit a playground network, or renew its egress rules (names resolved afresh)."""
     chain = f"br_{bridge}"
     rules = [
-        f'add rule inet {table} {chain} oifname "{bridge}" accept',
-        f'add rule inet {table} {chain} oifname "lyb*" drop',
-        f"add rule inet {table} {chain} ip saddr != {subnet} drop",
+        f'oifname "{bridge}" accept',
+        'oifname "lyb*" drop',
+        f"ip saddr != {subnet} drop",
+        "meta nfproto ipv6 counter drop",
+        "fib daddr type { local, broadcast, multicast } counter drop",
+        *_egress_rules(egress),
     ]
-    if egress:
-        rules.append(f"add element inet {table} egress_nets {{ {subnet} }}")
-    else:
-        rules.append(f"add rule inet {table} {chain} drop")
+    script = [
+        f"add chain inet {table} {chain}",
+        f"flush chain inet {table} {chain}",  # one transaction: never a moment without rules
+        *(f"add rule inet {table} {chain} {rule}" for rule in rules),
+        f'add element inet {table} bridges {{ "{bridge}" : jump {chain} }}',
+    ]
+    if egress is not None:
+        script.append(f"add element inet {table} egress_nets {{ {subnet} }}")
     with host_lock():
         if not _table_exists(table):
             _nft(_table_script(table))
-        if _nft(f"list chain inet {table} {chain}\n", check=False).returncode == 0:
-            return
-        _nft(
-            "\n".join(
-                [
-                    f"add chain inet {table} {chain}",
-                    *rules,
-                    f'add element inet {table} bridges {{ "{bridge}" : jump {chain} }}',
-                ]
-            )
-            + "\n"
-        )
-    if egress and IP_FORWARD.read_text().strip() != "1":
+        _nft("\n".join(script) + "\n")
+    if egress is not None and IP_FORWARD.read_text().strip() != "1":
         IP_FORWARD.write_text("1\n")  # NAT needs the host to route; nothing is routed unasked
+
+
+def _egress_rules(egress: Policy | None) -> list[str]:
+    if egress is None:
+        return ["drop"]
+    rules = []
+    if egress.resolvers:
+        servers = ", ".join(str(r) for r in egress.resolvers)
+        rules.append(f"ip daddr {{ {servers} }} meta l4proto {{ tcp, udp }} th dport 53 accept")
+    rules += [f"{_match(target)} accept" for target in egress.allowed]
+    rules.append(f"ip daddr {{ {', '.join(str(n) for n in BLOCKED)} }} counter drop")
+    if egress.only is not None:
+        rules += [f"{_match(target)} accept" for target in egress.only]
+        rules.append("drop")
+    return rules
+
+
+def _match(target: Target) -> str:
+    match = f"ip daddr {target.network}"
+    if target.port is not None:
+        match += f" meta l4proto {{ tcp, udp }} th dport {target.port}"
+    return match
 
 
 def remove_bridges(table: str, bridges: list[str]) -> None:

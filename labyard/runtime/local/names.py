@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+USERNS_DIR = Path("/run/labyard/userns")
+
 
 @dataclass(frozen=True)
 class HostNames:
@@ -41,6 +43,14 @@ class HostNames:
 
     def netns(self, machine: str) -> str:
         return f"{netns_prefix(self.instance)}{self.playground_id}-{machine}"
+
+    def userns(self, machine: str) -> Path:
+        """The kept user namespace of the machine, which owns its network namespace."""
+        return USERNS_DIR / self.netns(machine)
+
+    def id_owner(self, machine: str) -> str:
+        """How the machine's host id range is labelled in the host-wide registry."""
+        return f"{self.instance}/{self.playground_id}/{machine}"
 
     def container(self, machine: str) -> str:
         return f"{self.playground_id}-{machine}"

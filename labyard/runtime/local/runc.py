@@ -38,14 +38,24 @@ class Runc:
         assert proc.returncode is not None  # communicate() waited for the exit
         return proc.returncode, (out or b"").decode(), (err or b"").decode()
 
-    async def run_detached(self, container: str, bundle: Path, console_log: Path) -> None:
-        """Create and start; the container's stdio goes to `console_log` (its boot messages)."""
-        code, _, _ = await self._run(
-            "run", "--detach", "--bundle", str(bundle), container, log=console_log
-        )
-        if code != 0:
+    async def create(self, container: str, bundle: Path, console_log: Path) -> int:
+        """Create the container, stopped before its init runs; returns the init's host pid.
+
+        The container's stdio goes to `console_log` (its boot messages).
+        """
+        code, _, _ = await self._run("create", "--bundle", str(bundle), container, log=console_log)
+        state = await self.state(container) if code == 0 else None
+        pid = self.pid(state) if state else None
+        if pid is None:
             tail = console_log.read_text(errors="replace")[-2000:] if console_log.exists() else ""
             raise RuntimeFailure(f"machine {container} failed to start", detail=tail)
+        return pid
+
+    async def start(self, container: str) -> None:
+        """Let a created container's init run."""
+        code, _, err = await self._run("start", container)
+        if code != 0:
+            raise RuntimeFailure(f"machine {container} failed to start", detail=err)
 
     async def state(self, container: str) -> dict[str, object] | None:
         code, out, _ = await self._run("state", container)

@@ -3,16 +3,24 @@ and the volumes that must not live on overlayfs (dockerd's /var/lib/docker).
 
     <machine_dir>/disk.img     sparse file, size = the machine's disk limit
     <machine_dir>/disk/        its mount: upper/, work/, volumes/<name>/
-    <machine_dir>/rootfs/      overlayfs: image rootfs (read-only) + disk/upper
+    <machine_dir>/image/       the image's rootfs, idmapped to the machine's ids, read-only
+    <machine_dir>/rootfs/      overlayfs: image/ + disk/upper
+
+The upper layer and the volumes belong to the machine's root (its first host id): what root
+in the machine writes is owned by that unprivileged host user.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from labyard.errors import RuntimeFailure
+from labyard.runtime.local.idmap import IdRange
+from labyard.runtime.local.userns import mount_idmapped
 
 
 def _run(command: list[str], what: str) -> None:
@@ -31,6 +39,19 @@ def mounted_under(path: Path) -> list[Path]:
             if point == prefix or point.startswith(prefix + "/"):
                 points.append(Path(point))
     return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def make_traversable(path: Path) -> None:
+    """Let every user search `path` and its parents (o+x, not o+r).
+
+    runc's init opens the machine's root and volumes as the machine's root, an unprivileged
+    host user: a 0700 directory on the way (a test's temporary directory) would stop it.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in [path, *path.resolve().parents]:
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            directory.chmod(mode | 0o001)
 
 
 def volume_dir(machine_dir: Path, volume: str) -> Path:
@@ -65,18 +86,40 @@ def mount_disk(machine_dir: Path, size_bytes: int) -> None:
         (disk / sub).mkdir(exist_ok=True)
 
 
-def mount_rootfs(machine_dir: Path, lower: Path, volumes: list[str]) -> Path:
-    """Mount the copy-on-write root filesystem over the read-only image."""
+def mount_rootfs(
+    machine_dir: Path, image_rootfs: Path, volumes: list[str], ids: IdRange, userns: Path
+) -> Path:
+    """Mount the copy-on-write root filesystem over the read-only, idmapped image."""
     rootfs = machine_dir / "rootfs"
     rootfs.mkdir(exist_ok=True)
-    for volume in volumes:
-        volume_dir(machine_dir, volume).mkdir(parents=True, exist_ok=True)
+    disk = machine_dir / "disk"
+    root = ids.host(0)
+    for owned in [disk / "upper", *(volume_dir(machine_dir, v) for v in volumes)]:
+        owned.mkdir(parents=True, exist_ok=True)
+        os.chown(owned, root, root)
     if rootfs in mounted_under(rootfs):
         return rootfs
-    disk = machine_dir / "disk"
-    options = f"lowerdir={lower},upperdir={disk / 'upper'},workdir={disk / 'work'}"
+    image = machine_dir / "image"
+    if image not in mounted_under(image):
+        mount_idmapped(image_rootfs, image, userns)
+    options = f"lowerdir={image},upperdir={disk / 'upper'},workdir={disk / 'work'}"
     _run(["mount", "-t", "overlay", "overlay", "-o", options, str(rootfs)], "mount the root fs")
     return rootfs
+
+
+def device_nodes(machine_dir: Path, devices: list[dict[str, Any]], ids: IdRange) -> dict[str, Path]:
+    """Make the machine's own character device nodes (0666, its root's); path -> node."""
+    nodes_dir = machine_dir / "dev"
+    nodes_dir.mkdir(exist_ok=True)
+    nodes = {}
+    for device in devices:
+        node = nodes_dir / Path(device["path"]).name
+        if not node.exists():
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(device["major"], device["minor"]))
+        os.chmod(node, 0o666)
+        os.chown(node, ids.host(0), ids.host(0))
+        nodes[device["path"]] = node
+    return nodes
 
 
 def unmount_all(path: Path) -> None:
