@@ -129,7 +129,7 @@ def _mounts(memory: int, volumes: dict[str, Path], nodes: dict[str, Path]) -> li
         _mount("/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", half),
         # A second sysfs: `ip netns exec` unmounts /sys before mounting the new netns's own,
         # and the kernel lets a user namespace mount sysfs only while one is mounted in full.
-        _mount("/run/labyard/sysfs", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
+        _mount("/run/sysfs", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
     ]
     for dest, source in volumes.items():
         mounts.append(_mount(dest, "bind", str(source), "rbind", "rw"))
