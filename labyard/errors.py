@@ -4,6 +4,7 @@
     ├── InvalidInput             bad manifest, recipe or argument (CLI exit 2, HTTP 422)
     │   ├── ManifestError        names the file, line and field
     │   └── SettingsFileError    an operator file (plans.yaml) that does not validate
+    ├── BadWebhook               a payment webhook with a bad signature, stale or unparsable (400)
     ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
     ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
     ├── LimitExceeded            over a plan or host limit (exit 4, HTTP 429)
@@ -13,11 +14,13 @@
     ├── Unauthenticated          not signed in, or a revoked token (exit 6, HTTP 401)
     ├── RuntimeFailure           the sandbox world failed: runc, mounts, network (exit 5, HTTP 503)
     │   └── ImageBuildFailed
-    └── AccessFailure            SSH into a machine failed (exit 5, HTTP 502)
-        └── CommandTimeout
+    ├── AccessFailure            SSH into a machine failed (exit 5, HTTP 502)
+    │   └── CommandTimeout
+    └── ProviderFailure          the payment provider's API failed or refused (exit 5, HTTP 502)
 
-Subprocess, pyroute2 and asyncssh exceptions never escape `runtime/` or `access/`: they
-are translated here, with the original chained as the cause.
+Subprocess, pyroute2 and asyncssh exceptions never escape `runtime/` or `access/`, nor the
+`stripe` package's beyond `services/billing/`: they are translated here, with the original
+chained as the cause.
 """
 
 from __future__ import annotations
@@ -66,6 +69,15 @@ class SettingsFileError(InvalidInput):
     def __init__(self, what: str, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(f"invalid {what}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class BadWebhook(LabyardError):
+    """A webhook refused before anything is stored: the provider retries it, and an
+    attacker learns nothing but the 400."""
+
+    reason = "bad_webhook"
+    exit_code = 2
+    http_status = 400
 
 
 class NotFound(LabyardError):
@@ -124,3 +136,9 @@ class AccessFailure(LabyardError):
 
 class CommandTimeout(AccessFailure):
     reason = "command_timeout"
+
+
+class ProviderFailure(LabyardError):
+    reason = "provider_failure"
+    exit_code = 5
+    http_status = 502

@@ -81,6 +81,17 @@ class Settings:
     """Destinations egress reaches even in private ranges (LABYARD_EGRESS_ALLOW, comma-separated
     `HOST[:PORT]` or CIDR, e.g. `10.1.2.3:443,registry.lan`); names resolve at each start."""
 
+    stripe_secret_key: str = field(default="", repr=False)
+    """LABYARD_STRIPE_SECRET_KEY (`sk_live_...`): with it, checkout goes through Stripe;
+    without it, through the manual provider (an admin marks orders paid)."""
+
+    stripe_webhook_secret: str = field(default="", repr=False)
+    """LABYARD_STRIPE_WEBHOOK_SECRET (`whsec_...`): the webhook endpoint's signing secret."""
+
+    stripe_api_base: str = ""
+    """LABYARD_STRIPE_API_BASE: where Stripe's API is (empty: the real one,
+    https://api.stripe.com); the tests point it at a local stand-in."""
+
     @property
     def instance(self) -> str:
         """Short tag that marks host resources (links, netns, cgroups, nft) as this instance's,
@@ -119,4 +130,7 @@ class Settings:
             subnet_pool=_env_subnet_pool(),
             ports_domain=ports_domain,
             reconcile_interval_s=interval,
+            stripe_secret_key=os.environ.get("LABYARD_STRIPE_SECRET_KEY", ""),
+            stripe_webhook_secret=os.environ.get("LABYARD_STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=os.environ.get("LABYARD_STRIPE_API_BASE", "").rstrip("/"),
         )

@@ -134,3 +134,33 @@ async def logout_form(request: Request) -> Response:
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
     return response
+
+
+@router.get("/account", response_model=None)
+def account_page(request: Request) -> Response:
+    """The signed-in account: its plan, when it ends, its orders, the subscription portal."""
+    user = page_user(request)
+    if user is None:
+        return to_login(request)
+    return _account(request, user)
+
+
+def _account(request: Request, user: User, error: str = "", status: int = 200) -> Response:
+    billing = get_labyard(request).billing.summary(user)
+    return render(request, "account.html", {"billing": billing, "error": error}, status)
+
+
+@router.post("/account/portal", response_model=None)
+async def portal_form(request: Request) -> Response:
+    """ "Manage subscription": off to the provider's portal."""
+    user = page_user(request)
+    if user is None:
+        return to_login(request)
+    return_url = f"{str(request.base_url).rstrip('/')}/account#billing"
+    try:
+        await _form(request)
+        orders = get_labyard(request).billing.orders
+        url = await run_in_threadpool(orders.portal, user, return_url)
+    except LabyardError as exc:
+        return _account(request, user, exc.message, exc.http_status)
+    return RedirectResponse(url, status_code=303)

@@ -18,6 +18,7 @@ from labyard.api import (
     account_pages,
     attempts,
     auth,
+    billing,
     content,
     health,
     learn_pages,
@@ -128,6 +129,7 @@ def create_app(
         ports.router,
         content.router,
         learn_pages.api_router,
+        billing.router,
     ):
         app.include_router(router)
     app.add_middleware(ports.SubdomainPorts, domain=labyard.settings.ports_domain)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from labyard.runtime import make_driver
 from labyard.services.accounts import Accounts, User
+from labyard.services.billing import Billing
 from labyard.services.catalog import Catalog
 from labyard.services.entitlements import Entitlement, Entitlements
 from labyard.services.plans import Plan, PlanBook, load_plans
@@ -20,6 +21,7 @@ from labyard.store import Database
 __all__ = [
     "Accounts",
     "Attempts",
+    "Billing",
     "Catalog",
     "Entitlement",
     "Entitlements",
@@ -57,6 +59,7 @@ class Labyard:
         self.accounts = Accounts(self.db, self.plans)
         self.entitlements = self.accounts.entitlements
         self.usage = Usage(self.db)
+        self.billing = Billing(settings, self.db, self.plans, self.entitlements)
         self.shares = Shares(self.playgrounds)
         self.catalog = Catalog(content_dir)
         self.attempts = Attempts(self.playgrounds, self.catalog, on_solved=self._solved)

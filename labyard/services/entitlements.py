@@ -126,6 +126,30 @@ class Entitlements:
         row = self._new_row(account_id, plan, kind, source, starts_at, ends_at, once_key)
         return self._grant(row)[0]
 
+    def grant_in(
+        self,
+        session: Session,
+        account_id: int,
+        plan: str,
+        kind: str,
+        *,
+        source: str,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        once_key: str | None = None,
+    ) -> EntitlementRow:
+        """grant() in the caller's transaction, so a payment and its grant commit together.
+        An existing grant of `once_key` is returned as it is (a concurrent twin makes the
+        flush fail with IntegrityError and the caller's transaction roll back)."""
+        if once_key is not None:
+            done = session.scalar(select(EntitlementRow).where(EntitlementRow.once_key == once_key))
+            if done is not None:
+                return done
+        row = self._new_row(account_id, plan, kind, source, starts_at, ends_at, once_key)
+        session.add(row)
+        session.flush()
+        return row
+
     def _grant(self, row: EntitlementRow) -> tuple[Entitlement, bool]:
         """(the grant, whether it is new): an existing grant of the same once_key wins."""
         key = row.once_key

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -301,3 +302,101 @@ class StartLockRow(Base):
 
     owner: Mapped[str] = mapped_column(String(200), primary_key=True)
     starts: Mapped[int] = mapped_column(default=0)
+
+
+class OrderKind(enum.StrEnum):
+    SUBSCRIPTION = "subscription"
+    LIFETIME = "lifetime"
+    SEATS = "seats"
+    """A team's seats (issue 8 part 4 hands them out); a subscription with a quantity."""
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    """Created, not paid yet (the manual provider: awaiting payment)."""
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+
+class OrderRow(Base):
+    """One purchase of a plan: what, how much (integer minor units), and the provider's ids."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    """`ord_<random>`: also the provider's client reference and the entitlement's once key."""
+    account_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    interval: Mapped[str] = mapped_column(String(16))
+    """`monthly`, `yearly` or `lifetime`."""
+    quantity: Mapped[int] = mapped_column(default=1)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column()
+    """Total in the currency's minor unit (cents)."""
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    """The latest invoice paid for it."""
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    quoted_country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    """The buyer's country when the price was quoted (issue 8 part 2: country prices)."""
+    card_country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    """The card's country as the provider reported it at payment."""
+    flagged: Mapped[bool] = mapped_column(default=False)
+    flag_reason: Mapped[str] = mapped_column(String(200), default="")
+    entitlement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("entitlements.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SubscriptionRow(Base):
+    """A provider's subscription as the webhooks last described it. Events are applied only
+    if not older than `last_event_at`, and `canceled` is terminal, so a late update never
+    brings a cancelled subscription back."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str] = mapped_column(String(255), unique=True)
+    order_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    status: Mapped[str] = mapped_column(String(32))
+    """The provider's word: active, trialing, past_due, unpaid, canceled, ..."""
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    payment_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """`created` of the newest event applied to it."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BillingEventRow(Base):
+    """The webhook inbox: every verified event, stored (and committed) before it is acted on;
+    `processed_at` is set in the transaction that acts on it."""
+
+    __tablename__ = "billing_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_billing_events_event"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    """When the provider made the event (its `created`)."""
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(200), default="")
+    """What processing did, for the operator: `granted`, `ignored: ...`."""

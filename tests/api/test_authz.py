@@ -3,7 +3,8 @@
 User A starts a real `linux` playground through the API; user B then tries every endpoint
 with A's playground id (taken from the OpenAPI spec and the app's routes, so a new endpoint
 is covered without editing this file) and must get 404, exactly as for a playground that
-does not exist, while A's playground stays as it was. Also: sign-in, CSRF, plan limits,
+does not exist, while A's playground stays as it was. Every order endpoint likewise: B gets
+404 for A's order (403 under /api/admin, whatever the id). Also: sign-in, CSRF, plan limits,
 login throttling, `labyard admin create-user`, /healthz and /metrics.
 """
 
@@ -45,6 +46,7 @@ PUBLIC = {
     ("POST", "/api/login"),
     ("POST", "/api/tokens"),
     ("GET", "/api/catalog"),
+    ("POST", "/api/billing/webhooks/stripe"),  # Stripe's, authenticated by its signature
 }
 PUBLIC_READS_UNDER = "/api/content"  # the content folder (no answers in it), for anyone
 # The WebSocket routes on a playground when this was written: the test fails if one
@@ -316,6 +318,49 @@ async def test_cookie_sessions_need_the_csrf_header_and_tokens_do_not(
         r = await cli.post(exec_url, json={"command": "echo token"})
         assert r.status_code == 200, r.text
         assert r.json()["stdout"] == "token\n"
+
+
+# -- every order endpoint is the buyer's -------------------------------------------------
+
+
+async def test_other_users_never_see_an_accounts_orders(app: FastAPI, world: World) -> None:
+    spec = app.openapi()
+    async with api(app, world.a.token) as a_client:
+        bought = await a_client.post(
+            "/api/billing/checkout", json={"plan": "premium", "interval": "monthly"}
+        )
+        assert bought.status_code == 201, bought.text
+        values = {**world.params, "order_id": bought.json()["order_id"]}
+        before = (await a_client.get("/api/billing/orders")).json()
+    on_orders = [op for op in operations(spec) if "{order_id}" in op[1]]
+    names = {f"{m} {p}" for m, p, _ in on_orders}
+    assert {
+        "GET /api/billing/orders/{order_id}",
+        "POST /api/admin/orders/{order_id}/mark-paid",
+    } <= names
+
+    outcomes: dict[str, str] = {}
+    async with api(app, world.b.token, address="192.0.2.13") as b_client:
+        for method, path, operation in on_orders:
+            body = body_for(operation, spec, values)
+            r = await b_client.request(method, fill(path, values), json=body)
+            outcomes[f"{method} {path}"] = f"{r.status_code} {r.text[:200]}"
+        for path in ("/api/billing/orders", "/api/billing", "/api/admin/orders"):
+            r = await b_client.get(path)
+            outcomes[f"GET {path}"] = f"{r.status_code} {r.text[:200]}"
+    expected = {
+        key: "403" if "/api/admin/" in key else "404"
+        for key in outcomes
+        if "{order_id}" in key or "/api/admin/" in key
+    }
+    wrong = {
+        k: v for k, v in outcomes.items() if k in expected and not v.startswith(expected[k] + " ")
+    }
+    assert wrong == {}, f"B reached A's order: {wrong}"
+    assert values["order_id"] not in outcomes["GET /api/billing/orders"]
+    assert values["order_id"] not in outcomes["GET /api/billing"]
+    async with api(app, world.a.token) as a_client:
+        assert (await a_client.get("/api/billing/orders")).json() == before
 
 
 # -- WebSockets --------------------------------------------------------------------------
