@@ -13,7 +13,10 @@ resolved once, for labyard's machines:
   CAP_SYSLOG, CAP_SYS_PACCT or CAP_SYS_RESOURCE. Docker's entries for kept capabilities
   are in; those for the others are out, even where a kept capability (CAP_SYS_ADMIN)
   would also let Docker allow them (bpf, perf_event_open, syslog, lookup_dcookie);
-- architectures: x86_64 (with its i386 and x32 ABIs) and aarch64 (with 32-bit arm);
+- architectures: x86_64 and aarch64, each with its native ABI only. 32-bit programs (i386,
+  x32, arm) are refused: their compat syscall paths are a classic source of kernel bugs, and
+  every ABI listed makes runc compile the filter again (measured here: 41 ms for a `runc
+  create` with three x86 ABIs, 30 ms with one, 23 ms without a filter);
 - kernel: 4.8 or later (ptrace can no longer step around seccomp).
 
 On top of Docker's profile, a machine is a system container: systemd is PID 1 and, in the
@@ -41,8 +44,9 @@ from labyard.errors import RuntimeFailure
 ENOSYS = 38
 EPERM = 1
 
-# Allowed on every architecture. 32-bit names (chown32, fcntl64, ..._time64) serve the
-# i386 and arm ABIs of 64-bit hosts; libseccomp maps each name per ABI.
+# Allowed on every architecture. 32-bit names (chown32, fcntl64, ..._time64) would serve
+# the i386 and arm ABIs; with the native ABI only (ARCHITECTURES) libseccomp ignores them,
+# and turning a 32-bit ABI back on is one line.
 ALLOWED: tuple[str, ...] = (
     # Processes and threads: fork, exec, wait, exit, futexes, thread and signal state.
     "execve",
@@ -598,8 +602,8 @@ REFUSED: tuple[str, ...] = (
 
 # libseccomp architectures per family: the native ABI first, then the compat ones.
 ARCHITECTURES: dict[str, tuple[str, ...]] = {
-    "x86_64": ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"),
-    "aarch64": ("SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"),
+    "x86_64": ("SCMP_ARCH_X86_64",),
+    "aarch64": ("SCMP_ARCH_AARCH64",),
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
