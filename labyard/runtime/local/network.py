@@ -132,9 +132,8 @@ def ensure_namespaces(netns_name: str, userns_path: Path, ids: IdRange) -> None:
     userns.remove(netns_path)
     userns.remove(userns_path)
     NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    # No loopback set-up here: systemd brings `lo` up itself as PID 1 starts.
     userns.create(userns_path, netns_path, ids)
-    with NetNS(netns_name) as ns:
-        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
 def attach(
