@@ -83,6 +83,16 @@ async def start(labyard: Labyard) -> AsyncIterator[Starter]:
     await asyncio.shield(starter.cleanup())
 
 
+@pytest.fixture(scope="module")
+async def starter(labyard: Labyard) -> AsyncIterator[Starter]:
+    """Like `start`, for playgrounds that a whole test module shares."""
+    starter = Starter(labyard)
+    try:
+        yield starter
+    finally:
+        await asyncio.shield(starter.cleanup())
+
+
 def run_cli(
     settings: Settings, *args: str, input: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

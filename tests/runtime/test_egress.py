@@ -18,7 +18,7 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,15 +282,6 @@ class Playgrounds:
     """egress: true, LABYARD_EGRESS_ALLOW=<private>:8000"""
     narrowed: Playground
     """the same allow-list; egress: [<private>, 169.254.169.254, 203.0.113.10:8001]"""
-
-
-@pytest.fixture(scope="module")
-async def starter(labyard: Labyard) -> AsyncIterator[Starter]:
-    starter = Starter(labyard)
-    try:
-        yield starter
-    finally:
-        await asyncio.shield(starter.cleanup())
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labyard.runtime.local.names import nft_table
-from labyard.services import Labyard, Playground
+from labyard.services import Playground
 from labyard.settings import Settings
 from tests.conftest import Starter
 
@@ -128,15 +128,6 @@ class Playgrounds:
     two: Playground
     closed: Playground
     """egress: false"""
-
-
-@pytest.fixture(scope="module")
-async def starter(labyard: Labyard) -> AsyncIterator[Starter]:
-    starter = Starter(labyard)
-    try:
-        yield starter
-    finally:
-        await asyncio.shield(starter.cleanup())
 
 
 @pytest.fixture(scope="module")
