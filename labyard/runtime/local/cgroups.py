@@ -17,14 +17,7 @@ _MAX_DEPTH = 6
 
 def _hierarchies() -> list[Path]:
     """Mount points of every cgroup hierarchy (v1 controllers, named ones and v2)."""
-    points: list[Path] = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            if fstype in ("cgroup", "cgroup2"):
-                points.append(Path(fields[4]))
-    return points
+    return [point for point, _ in _hierarchy_options()]
 
 
 def _find(top: Path, name: str, depth: int = 0) -> Iterator[Path]:
