@@ -196,7 +196,7 @@ def test_is_json_and_fresh(prof: dict[str, Any]) -> None:
 def _libseccomp() -> ctypes.CDLL:
     path = ctypes.util.find_library("seccomp")
     if path is None:
-        pytest.skip("libseccomp is not installed")
+        pytest.fail("libseccomp is not installed (runc needs it: run scripts/setup.sh)")
     lib = ctypes.CDLL(path)
     lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
