@@ -17,7 +17,17 @@ from typing import Any
 
 import typer
 
-from labyard.cli import account, backend, content, images, machines, openssh, playgrounds, server
+from labyard.cli import (
+    account,
+    admin,
+    backend,
+    content,
+    images,
+    machines,
+    openssh,
+    playgrounds,
+    server,
+)
 from labyard.cli._common import err, print_json, run
 from labyard.errors import LabyardError, ManifestError
 
@@ -38,7 +48,7 @@ cli.command("ssh-config")(openssh.ssh_config)
 cli.command("login")(account.login)
 cli.command("logout")(account.logout)
 cli.command("serve")(server.serve)
-cli.add_typer(server.admin, name="admin")
+cli.add_typer(admin.admin, name="admin")
 cli.add_typer(content.app, name="content")
 
 

@@ -1,4 +1,4 @@
-"""`labyard serve` and `labyard admin create-user`.
+"""`labyard serve`.
 
 The server stack (services, database, FastAPI, uvicorn) is imported by the commands that run
 it, not when the CLI starts.
@@ -6,18 +6,14 @@ it, not when the CLI starts.
 
 from __future__ import annotations
 
-import getpass
 import os
-import sys
 from pathlib import Path
 
 import typer
 
-from labyard.cli._common import err, out
-from labyard.errors import InvalidInput
+from labyard.cli._common import err
 from labyard.settings import Settings
 
-admin = typer.Typer(help="Administer accounts.", no_args_is_help=True)
 DEFAULT_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 
@@ -50,30 +46,3 @@ def serve(
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )
-
-
-def _password() -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != first:
-            raise InvalidInput("the passwords differ")
-        return first
-    return sys.stdin.readline().rstrip("\n")
-
-
-@admin.command("create-user")
-def create_user(
-    email: str,
-    role: str = typer.Option("learner", help="learner, author or admin."),
-    plan: str = typer.Option("free", help="free or premium."),
-) -> None:
-    """Create an account; the password is read from stdin when it is not a terminal."""
-    from labyard.services import Labyard
-
-    labyard = Labyard(Settings.from_env())
-    try:
-        user = labyard.accounts.create_user(email, _password(), role=role, plan=plan)
-    finally:
-        labyard.close()
-    out.print(user.id)
-    err.print(f"created {user.email} ({user.role}, {user.plan})")
