@@ -347,6 +347,9 @@ class OrderRow(Base):
     charge_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     quoted_country: Mapped[str | None] = mapped_column(String(2), nullable=True)
     """The buyer's country when the price was quoted (issue 8 part 2: country prices)."""
+    price_tier: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The country price tier the order was quoted in (pricing.yaml); None: not tiered
+    (team seats, or no country known)."""
     card_country: Mapped[str | None] = mapped_column(String(2), nullable=True)
     """The card's country as the provider reported it at payment."""
     flagged: Mapped[bool] = mapped_column(default=False)

@@ -4,6 +4,9 @@ Revision ID: 0006
 Revises: 0005
 """
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -11,8 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("orders", sa.Column("price_tier", sa.String(16), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("orders", "price_tier")
