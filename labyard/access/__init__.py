@@ -4,6 +4,7 @@
 opens terminals, copies files and forwards ports. Failures surface as `AccessFailure`.
 """
 
+from labyard.access import _asyncssh  # noqa: F401  (first: asyncssh without its liboqs probe)
 from labyard.access.commands import ExecResult
 from labyard.access.keys import KeyPair, generate_keypair, public_key_of
 from labyard.access.pty import PtySession
