@@ -155,6 +155,19 @@ class Accounts:
                 raise NotFound(f"no user {user_id}")
             return _user(session, self.plans, row)
 
+    def by_email(self, email: str) -> User:
+        with self.db.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.email == email.strip().lower()))
+            if row is None:
+                raise NotFound(f"no account for {email}")
+            return _user(session, self.plans, row)
+
+    def operator(self) -> User:
+        """Whoever runs `labyard admin` on the server's host: an admin with no account of
+        their own (root there could change the database anyway)."""
+        plan = self.plans.default_plan
+        return User(0, "operator", Role.ADMIN, plan.name, plan)
+
     def set_plan(self, user_id: int, plan: str, source: str = "admin") -> User:
         """An admin sets the account's plan: its manual entitlement (see
         `Entitlements.set_manual`; a subscription or an earned grant in force still counts)."""

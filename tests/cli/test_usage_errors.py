@@ -106,6 +106,10 @@ MISSING = [
     (("ssh-config",), "Missing argument 'PLAYGROUND_ID'"),
     (("login", "--server", "http://127.0.0.1:9"), "Missing option '--email'"),
     (("admin", "create-user"), "Missing argument 'EMAIL'"),
+    (("admin", "grant", "a@example.org"), "Missing argument 'PLAN'"),
+    (("admin", "grants"), "Missing argument 'EMAIL'"),
+    (("admin", "revoke"), "Missing argument 'ENTITLEMENT_ID'"),
+    (("admin", "mark-paid"), "Missing argument 'ORDER_ID'"),
     (("image", "rm"), "Missing argument 'NAME'"),
     (("content", "new", "challenge"), "Missing argument 'NAME'"),
     (("content", "validate"), "Missing argument 'PATH'"),
@@ -124,6 +128,8 @@ BAD_VALUES = [
     (("serve", "--port", "eighty"), "Invalid value for '--port'"),
     (("content", "preview", "--port", "eighty"), "Invalid value for '--port'"),
     (("image", "build", "--force=maybe"), "Option '--force' does not take a value"),
+    (("admin", "grant", "a@example.org", "premium", "--days", "0"), "Invalid value for '--days'"),
+    (("admin", "revoke", "seven"), "Invalid value for 'ENTITLEMENT_ID'"),
 ]
 
 
