@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from labyard.api.content import cover_url
 from labyard.content.loader import ContentTree, Item
 from labyard.content.models import Challenge, Course, Lesson, SkillPath, Tutorial
 from labyard.services.tasks import AttemptRecord
@@ -67,6 +68,8 @@ def card(item: Item, standing: Standing) -> dict[str, Any]:
         "difficulty": front.difficulty,
         "state": standing.state(item.key),
         "checked": checked(item),
+        "cover": cover_url(item),
+        "extra": item.extra,
     }
 
 

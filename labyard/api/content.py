@@ -2,8 +2,8 @@
 
     GET /api/content               every item (no bodies), problems, version
     GET /api/content/version       {"version": N}: poll it; a new N means reload the page
-    GET /api/content/static/KEY/F  a file beside an item (images); never its index.md or
-                                   solution
+    GET /api/content/static/KEY/F  a file of an item: anything under its __static__/, media
+                                   beside it; never index.md, solutions or machine files
     GET /api/content/KEY           one item with its body as HTML, e.g. KEY challenges/foo
 
 Check scripts and solutions are not served: they would give the answers away.
@@ -11,17 +11,21 @@ Check scripts and solutions are not served: they would give the answers away.
 
 from __future__ import annotations
 
+import mimetypes
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from labyard.content import layout
+from labyard.content.blocks import static_path
 from labyard.content.loader import ContentTree, Item
 from labyard.content.markdown import render_item
 from labyard.content.models import Challenge, Course, Lesson, SkillPath, Tutorial
+from labyard.content.solutions import is_solution
 from labyard.content.watch import ContentWatcher
 from labyard.errors import NotFound
 from labyard.manifest import Manifest
@@ -33,7 +37,11 @@ _lock = threading.Lock()
 STATIC_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".avif", ".mp4", ".webm", ".pdf", ".txt"}
 )
-PRIVATE_FILES = frozenset({"index.md", "solution.md", "solution.sh"})
+"""What is served from beside index.md; everything under `__static__/` is served."""
+AS_TEXT = frozenset(
+    {"text/html", "application/xhtml+xml", "text/javascript", "application/javascript"}
+)
+"""Types served as plain text: pages and scripts of an item never run on this site."""
 # An SVG or PDF opened on its own must not run script with this site's cookies.
 STATIC_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; "
@@ -60,6 +68,13 @@ def static_url(item: Item, path: str) -> str:
     return f"/api/content/static/{item.key}/{quote(path)}"
 
 
+def cover_url(item: Item) -> str | None:
+    """The URL of the item's cover image (one of its files, or a URL as given), or None."""
+    cover = item.front.cover
+    path = static_path(cover) if cover else None
+    return static_url(item, path) if path else cover
+
+
 @router.get("")
 def index(request: Request) -> dict[str, Any]:
     """Every item without its body, the problems found, and the version."""
@@ -69,6 +84,7 @@ def index(request: Request) -> dict[str, Any]:
         "version": content.version,
         "summary": tree.summary(),
         "problems": tree.problems,
+        "notes": tree.notes,
         "items": [_card(item) for item in tree.items.values()],
         "playgrounds": sorted(tree.playgrounds),
     }
@@ -85,18 +101,45 @@ def version(request: Request) -> dict[str, int]:
 
 @router.get("/static/{path:path}")
 def static(path: str, request: Request) -> FileResponse:
+    """A file of an item: anything under its `__static__/`, media beside its index.md; never
+    index.md, a solution, a file its machines are given, or a hidden file."""
     tree = watcher(request).tree()
     item, relative = _owner(tree, path)
-    target = (item.dir / relative).resolve()
-    if (
-        not target.is_relative_to(item.dir.resolve())
-        or target.name in PRIVATE_FILES
-        or target.suffix.lower() not in STATIC_SUFFIXES
-        or any(part.startswith(".") for part in Path(relative).parts)
-        or not target.is_file()
-    ):
+    target = static_file(item, relative)
+    if target is None:
         raise NotFound(f"no file {relative!r} beside {item.key}")
-    return FileResponse(target, headers=STATIC_HEADERS)
+    return FileResponse(target, media_type=_media_type(target), headers=STATIC_HEADERS)
+
+
+def static_file(item: Item, relative: str) -> Path | None:
+    """The file `relative` names that may be served for `item`, or None."""
+    parts = PurePosixPath(relative).parts
+    if not parts or any(part.startswith(".") for part in parts):
+        return None
+    target = layout.static_file(item.dir, relative)
+    if (
+        target is None
+        or target.name == "index.md"
+        or is_solution(target.name)
+        or target in item.machine_file_sources()
+    ):
+        return None
+    if target.is_relative_to((item.dir / layout.STATIC).resolve()):
+        return target
+    return target if target.suffix.lower() in STATIC_SUFFIXES else None
+
+
+_TYPES = {".yaml": "application/yaml", ".yml": "application/yaml", ".md": "text/markdown"}
+"""Types Python's table may not know (3.11 has no YAML)."""
+
+
+def _media_type(path: Path) -> str:
+    guessed = _TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    if guessed is None:
+        return "application/octet-stream"
+    if guessed in AS_TEXT:
+        return "text/plain; charset=utf-8"
+    return guessed
 
 
 @router.get("/{key:path}")
@@ -134,7 +177,8 @@ def _card(item: Item) -> dict[str, Any]:
         "categories": front.categories,
         "tags": front.tags,
         "difficulty": front.difficulty,
-        "cover": static_url(item, front.cover) if front.cover else None,
+        "cover": cover_url(item),
+        "extra": item.extra,
     }
     if isinstance(front, Challenge | Tutorial | Lesson):
         inline = front.playground if isinstance(front.playground, Manifest) else None
@@ -144,7 +188,8 @@ def _card(item: Item) -> dict[str, Any]:
             for name, task in front.tasks.items()
         ]
     if isinstance(front, Challenge):
-        card["has_solution"] = item.solution_md is not None
+        card["has_solution"] = bool(item.solutions)
+        card["solutions"] = len(item.solutions)
         card["show_solution"] = front.show_solution
     return card
 

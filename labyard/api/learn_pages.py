@@ -234,8 +234,9 @@ async def progress_page(request: Request) -> Response:
 async def solution(
     key: str, request: Request, labyard: LabyardDep, user: UserDep
 ) -> dict[str, Any]:
-    """A challenge's solution.md as HTML: 404 without one or with `show_solution: never`,
-    403 until this learner has solved it when `after-solving`."""
+    """A challenge's solutions as HTML (`solution.md`, or `solution-01.md`, ... each under
+    its title in `html`, and one by one in `solutions`): 404 without one or with
+    `show_solution: never`, 403 until this learner has solved it when `after-solving`."""
     tree = watcher(request).tree()
     item = tree.get(key)
     rule = _solution_rule(item)
@@ -248,5 +249,9 @@ async def solution(
         )
         if not solved:
             raise Forbidden("solve the challenge first: its solution opens then")
-    html = render_markdown(item.solution_md, lambda path: static_url(item, path)).html
-    return {"key": item.key, "html": html}
+
+    def html(markdown: str) -> str:
+        return render_markdown(markdown, lambda path: static_url(item, path)).html
+
+    written = [{"file": s.file, "title": s.title, "html": html(s.body)} for s in item.solutions]
+    return {"key": item.key, "html": html(item.solution_md), "solutions": written}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,23 @@ if TYPE_CHECKING:
 _START_TIMEOUT_S = 300.0
 
 
+def _manifest_text(path: Path) -> str:
+    """The manifest file as the server gets it: as written, or, when machine files name a
+    `source` beside it (which the server cannot read), checked here and sent whole."""
+    from labyard.manifest import load_manifest
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NotFound(f"manifest file {path} cannot be read: {exc.strerror}") from exc
+    if "source" not in text:
+        return text
+    manifest = load_manifest(str(path))
+    if not any(f.source for m in manifest.machines for f in m.files):
+        return text
+    return json.dumps(manifest.model_dump(mode="json"))
+
+
 class RemoteBackend:
     def __init__(self, login: Login) -> None:
         self.server: str | None = login.server
@@ -39,10 +57,7 @@ class RemoteBackend:
         path = Path(source)
         body: dict[str, Any] = {"lifetime_s": lifetime_s}
         if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
-            try:
-                body["manifest"] = path.read_text()
-            except OSError as exc:
-                raise NotFound(f"manifest file {source} cannot be read: {exc.strerror}") from exc
+            body["manifest"] = _manifest_text(path)
         else:
             body["name"] = source
         data = await self.api.call("POST", "/api/playgrounds", body, timeout=_START_TIMEOUT_S)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,12 +30,14 @@ def _result(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _fail(problems: list[str], what: Path) -> NoReturn:
+def _fail(problems: list[str], what: Path | str, outcome: str = "") -> NoReturn:
     """Every problem on its own unindented `file:line: field: message` line, then exit 2."""
     sys.stderr.write("".join(f"{p}\n" for p in problems))
     n = len(problems)
     err.print(
-        f"labyard: {n} problem{'' if n == 1 else 's'} in {what}", markup=False, soft_wrap=True
+        f"labyard: {n} problem{'' if n == 1 else 's'} in {what}{outcome}",
+        markup=False,
+        soft_wrap=True,
     )
     raise typer.Exit(2)
 
@@ -60,21 +63,42 @@ def new(
 @app.command()
 def validate(
     path: Path = typer.Argument(..., help="A content folder, item folder or index.md."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fields labyard does not use are errors too, not notes."
+    ),
 ) -> None:
-    """Check content; prints every problem as file:line: field: message and exits 2 on any."""
+    """Check content; prints every problem as file:line: field: message and exits 2 on any.
+    Fields labyard keeps but does not use (iximiuz Labs' `tagz`, `createdAt`, ...) are
+    printed as notes, which only --strict counts as problems."""
     from labyard.content.loader import load_item, load_tree
 
     if _is_item(path):
         try:
-            item = load_item(path)
+            item = load_item(path, strict=strict)
         except ManifestError as exc:
             _fail(exc.problems, path)
+        _notes(item.notes)
         _result(f"{item.key} ({item.kind}) ok")
         return
-    tree = load_tree(path)
+    tree = load_tree(path, strict=strict)
     if tree.problems:
         _fail(tree.problems, path)
+    _notes(tree.notes)
     _result(f"{tree.summary()} ok")
+
+
+def _notes(notes: list[str]) -> None:
+    """Notes on stderr, like problems, then how many and what --strict would do."""
+    if not notes:
+        return
+    sys.stderr.write("".join(f"{note}\n" for note in notes))
+    n = len(notes)
+    err.print(
+        f"labyard: {n} note{'' if n == 1 else 's'}: fields labyard does not use, kept as "
+        "metadata (--strict makes them errors)",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -112,15 +136,33 @@ def killercoda(
     out: Path = typer.Option(Path("content"), "--out", help="The content folder to write to."),
     slug: str = typer.Option(None, help="Folder name of the tutorial (default: from SCENARIO)."),
 ) -> None:
-    """Convert a Killercoda scenario into a tutorial; warns about every field not mapped."""
+    """Convert a Killercoda scenario into a tutorial; warns about every field not mapped.
+    What it writes validates (even with --strict), or it writes nothing and exits 2."""
     from labyard.content.killercoda import import_killercoda
-    from labyard.content.loader import load_item
 
-    imported = import_killercoda(scenario, out, slug)
+    try:
+        imported = import_killercoda(scenario, out, slug, has_image=_image_check())
+    except ManifestError as exc:
+        _fail(exc.problems, f"the tutorial made from {scenario}", "; nothing was written")
     for warning in imported.warnings:
         err.print(f"labyard: warning: {warning}", markup=False, soft_wrap=True)
-    try:
-        load_item(imported.index_md)
-    except ManifestError as exc:
-        _fail(exc.problems, imported.index_md)
     _result(str(imported.index_md))
+
+
+def _image_check() -> Callable[[str], bool]:
+    """Whether an image is built on this host (Kubernetes scenarios map to the k3s
+    playgrounds only then)."""
+    from labyard.errors import LabyardError
+    from labyard.images import find_image
+    from labyard.settings import Settings
+
+    images_dir = Settings.from_env().images_dir
+
+    def built(name: str) -> bool:
+        try:
+            find_image(images_dir, name)
+        except LabyardError:
+            return False
+        return True
+
+    return built

@@ -32,7 +32,11 @@ PROPS: dict[str, frozenset[str]] = {
     "user-input-task": frozenset({"tasks", "name", "validateRegex", "destination"}),
     "hint-box": frozenset({"summary"}),
     "image-box": frozenset({"src", "alt", "max-width"}),
+    # iximiuz Labs' boxes for side notes and collapsible details:
+    "remark-box": frozenset({"kind"}),
+    "details-box": frozenset({"summary"}),
 }
+REMARK_KINDS = ("info", "warning", "error")
 TASK_BLOCKS = {"simple-task": "simple", "user-input-task": "input"}
 SECTIONS = ("active", "completed")
 
@@ -114,10 +118,13 @@ def parse(body: str, first_line: int = 1) -> Parsed:
 
 
 def static_path(src: str) -> str | None:
-    """The path of a file beside the item that `src` names, or None for a URL."""
+    """The path (relative to the item's folder) of a file that `src` names, or None for a URL.
+    `__static__/x.png` stays as written: see layout.static_file for where it is found."""
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^/|^#", src):
         return None
-    return src.removeprefix("__static__/").removeprefix("./")
+    while src.startswith("./"):
+        src = src[2:]
+    return src
 
 
 class _Parser:

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from labyard.content.blocks import TASK_BLOCKS, Block, Parsed, static_path
+from labyard.content import layout
+from labyard.content.blocks import REMARK_KINDS, TASK_BLOCKS, Block, Parsed, static_path
 from labyard.content.frontmatter import INVALID_PLAYGROUND, Front
 from labyard.content.models import ENV_REFERENCE, Challenge, Lesson, Task, Tutorial
 from labyard.content.playgrounds import PlaygroundIndex
@@ -149,6 +150,12 @@ def _blocks(parsed: Parsed, tasks: dict[str, Task], folder: Path) -> Iterator[tu
                 yield block.line, "::image-box.src", "missing: name the image file"
             elif problem := _static_problem(folder, src):
                 yield block.prop_line("src"), "::image-box.src", problem
+        elif block.name == "remark-box" and block.props.get("kind", "info") not in REMARK_KINDS:
+            yield (
+                block.prop_line("kind"),
+                "::remark-box.kind",
+                f"{block.props['kind']!r} is not one of {', '.join(REMARK_KINDS)}",
+            )
 
 
 def _task_block(block: Block, tasks: dict[str, Task]) -> Iterator[tuple[int, str, str]]:
@@ -193,13 +200,12 @@ def _task_block(block: Block, tasks: dict[str, Task]) -> Iterator[tuple[int, str
 
 
 def _static_problem(folder: Path, src: str) -> str | None:
-    """Why `src` does not name a file beside the item, or None when it does (or is a URL)."""
+    """Why `src` does not name a file of the item, or None when it does (or is a URL)."""
     path = static_path(src)
     if path is None:
         return None
-    target = (folder / path).resolve()
-    if not target.is_relative_to(folder.resolve()):
+    if not (folder / path).resolve().is_relative_to(folder.resolve()):
         return f"{src!r} points outside the item's folder"
-    if not target.is_file():
+    if layout.static_file(folder, path) is None:
         return f"no file {path} in {folder}"
     return None

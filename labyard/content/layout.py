@@ -1,6 +1,7 @@
 """The content folder's layout and the checks that span folders.
 
-challenges/<slug>/index.md        (+ solution.md, solution.sh, images, ...)
+challenges/<slug>/index.md        (+ solution.md or solution-NN.md, solution.sh,
+                                   __static__/ images and other files, ...)
 tutorials/<slug>/index.md
 courses/<slug>/index.md           kind: course, modules: [{name, title, lessons}]
 courses/<slug>/<lesson>/index.md  kind: lesson
@@ -23,6 +24,8 @@ FOLDERS = {
     "skill-paths": "skill-path",
 }
 PLURAL = {kind: folder for folder, kind in FOLDERS.items()} | {"lesson": "courses"}
+STATIC = "__static__"
+"""The folder of an item's images and other files served as they are (iximiuz Labs' name)."""
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 STEP = re.compile(r"^(challenges|tutorials|courses)/[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -85,3 +88,19 @@ def skill_path_problems(path: SkillPath, source: YamlSource, root: Path | None) 
                 source.error(("steps", i), f"no item {step} ({root / step} has no index.md)")
             )
     return problems
+
+
+def static_file(folder: Path, path: str) -> Path | None:
+    """The file `path` (as static_path gives it) names in an item's `folder`, or None when
+    there is none or it would be outside the folder. `__static__/x.png` is
+    `folder/__static__/x.png`, or `folder/x.png` when only that exists (labyard's first
+    convention put such files beside index.md)."""
+    base = folder.resolve()
+    candidates = [path]
+    if path.startswith(STATIC + "/"):
+        candidates.append(path.removeprefix(STATIC + "/"))
+    for candidate in candidates:
+        target = (base / candidate).resolve()
+        if target.is_relative_to(base) and target.is_file():
+            return target
+    return None

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from labyard.content import blocks, checks, frontmatter, layout
+from labyard.content import blocks, checks, frontmatter, layout, solutions
 from labyard.content.frontmatter import Front
 from labyard.content.models import Course, SkillPath
 from labyard.content.playgrounds import PlaygroundIndex, load_playgrounds
+from labyard.content.solutions import Solution
 from labyard.errors import ManifestError, NotFound
 from labyard.manifest import Manifest
 from labyard.manifest.source import YamlSource
@@ -35,11 +37,36 @@ class Item:
     """Markdown after the front matter."""
     body_line: int
     """Line number of the body's first line in index.md."""
-    solution_md: str | None
+    solutions: list[Solution]
+    """solution.md, or solution-01.md, solution-02.md, ... in order."""
     solution_sh: Path | None
     dir: Path
     source: YamlSource | None = field(default=None, repr=False, compare=False)
     """The parsed front matter, for errors that name a field's line."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Front matter fields labyard keeps but does not use (`createdAt`, `tagz`, ...), by
+    dotted path; see compat.py."""
+    notes: list[str] = field(default_factory=list)
+    """One `file:line: field: message` per kept field; errors under `--strict`."""
+
+    @property
+    def solution_md(self) -> str | None:
+        """Every solution as one Markdown text (None without any)."""
+        return solutions.markdown(self.solutions)
+
+    def machine_file_sources(self) -> set[Path]:
+        """Files of this folder that its inline playground writes into machines (`source:`):
+        they are the machines' files, not the page's, so they are never served."""
+        data = self.source.data if self.source is not None else None
+        playground = data.get("playground") if isinstance(data, dict) else None
+        machines = playground.get("machines") if isinstance(playground, dict) else None
+        found: set[Path] = set()
+        for machine in machines if isinstance(machines, list) else []:
+            files = machine.get("files") if isinstance(machine, dict) else None
+            for entry in files if isinstance(files, list) else []:
+                if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                    found.add((self.dir / entry["source"]).resolve())
+        return found
 
 
 @dataclass
@@ -49,6 +76,8 @@ class ContentTree:
     playgrounds: dict[str, Manifest] = field(default_factory=dict)
     """`playgrounds/*.yaml` of the folder, by manifest name."""
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Fields kept but not used, of every item (in `problems` instead when strict)."""
 
     def of_kind(self, kind: str) -> list[Item]:
         return [item for item in self.items.values() if item.kind == kind]
@@ -92,8 +121,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def load_tree(root: Path) -> ContentTree:
-    """Every item and playground under `root`; problems are collected, not raised."""
+def load_tree(root: Path, strict: bool = False) -> ContentTree:
+    """Every item and playground under `root`; problems are collected, not raised. `strict`
+    counts fields kept but not used (notes) as problems."""
     if not root.is_dir():
         raise NotFound(f"content folder {root} does not exist")
     tree = ContentTree(root)
@@ -104,6 +134,8 @@ def load_tree(root: Path) -> ContentTree:
         for item_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
             if item_dir.is_dir() and not item_dir.name.startswith("."):
                 _add(tree, item_dir, kind, f"{folder_name}/{item_dir.name}", index)
+    if strict:
+        tree.problems, tree.notes = tree.problems + tree.notes, []
     return tree
 
 
@@ -120,23 +152,30 @@ def _add(tree: ContentTree, item_dir: Path, kind: str, key: str, index: Playgrou
     tree.problems += problems
     if item is not None:
         tree.items[key] = item
+        tree.notes += item.notes
     if kind == "course":
         for lesson_dir in layout.lesson_folders(item_dir):
             _add(tree, lesson_dir, "lesson", f"{key}/{lesson_dir.name}", index)
 
 
-def load_item(path: Path) -> Item:
-    """One item from its index.md (or its folder); raises ManifestError with every problem.
-    Playgrounds of the content folder around it count when the item sits in the layout."""
+def load_item(path: Path, strict: bool = False, playgrounds: Path | None = None) -> Item:
+    """One item from its index.md (or its folder); raises ManifestError with every problem
+    (and, when `strict`, every note). Playgrounds of the content folder around it count when
+    the item sits in the layout; `playgrounds` names another content folder whose do."""
     index_md = path / "index.md" if path.is_dir() else path
     if not index_md.is_file():
         raise NotFound(f"{index_md} does not exist")
     kind, key, root = layout.locate(index_md)
     problems: list[str] = []
-    index = PlaygroundIndex(load_playgrounds(root, problems) if root else {})
-    item, more = _read(index_md, kind, key, index, root)
-    if problems or more:
-        raise ManifestError(problems + more)
+    found = playgrounds or root
+    index = PlaygroundIndex(load_playgrounds(found, problems) if found else {})
+    try:
+        item, more = _read(index_md, kind, key, index, root)
+    except ManifestError as exc:
+        raise ManifestError(problems + exc.problems) from exc
+    problems += more + (item.notes if strict else [])
+    if problems:
+        raise ManifestError(problems)
     return item
 
 
@@ -150,10 +189,12 @@ def _read(
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([f"{name}:1: (file): cannot read: {exc}"]) from exc
     split = frontmatter.split(text, name)
-    front, problems = frontmatter.validate(split.source, kind)
+    folder = index_md.parent
+    checked = frontmatter.validate(split.source, kind, folder)
+    front, problems = checked.front, checked.problems
     if front is None:
         raise ManifestError(problems)
-    folder = index_md.parent
+    written, solution_problems = solutions.load(folder)
     item = Item(
         kind=front.kind,
         slug=folder.name,
@@ -162,11 +203,14 @@ def _read(
         front=front,
         body=split.body,
         body_line=split.body_line,
-        solution_md=_text(folder / "solution.md"),
-        solution_sh=(folder / "solution.sh") if (folder / "solution.sh").is_file() else None,
+        solutions=written,
+        solution_sh=solutions.script(folder),
         dir=folder,
         source=split.source,
+        extra=checked.extra,
+        notes=checked.notes,
     )
+    problems += solution_problems
     return item, problems + _problems(item, split.source, index, root)
 
 
@@ -186,7 +230,3 @@ def _problems(
     if isinstance(item.front, SkillPath):
         problems += layout.skill_path_problems(item.front, source, root)
     return problems
-
-
-def _text(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None

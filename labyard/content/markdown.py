@@ -8,7 +8,9 @@ What the page gets:
 - `<div class="task" data-task="NAME" data-kind="simple|input" ...>` holding
   `<div class="task-active">` and `<div class="task-completed">`; the page shows one of them by
   the task's state. Input tasks add `data-validate-regex` and `data-destination`.
-- `<details class="hint"><summary>...</summary>...</details>` for a hint box.
+- `<details class="hint"><summary>...</summary>...</details>` for a hint box, and
+  `<details class="details">` for a details box; `<aside class="remark remark-KIND">` for a
+  remark box (KIND info, warning or error).
 - `<figure class="image-box"><img src=STATIC_URL alt=...></figure>` for an image box.
 - `<pre data-copy [data-run]><code class="language-X">` for fenced code: `data-run` for shell
   languages (sh, bash, shell, console or none) so the page adds a run-in-terminal button.
@@ -83,6 +85,14 @@ def _block(block: Block, env: dict[str, Any]) -> str:
     if block.name == "hint-box":
         summary = render_inline(block.props.get("summary", "Hint"))
         return f'<details class="hint"><summary>{summary}</summary>\n{inner["default"]}</details>\n'
+    if block.name == "details-box":
+        summary = render_inline(block.props.get("summary", "Details"))
+        return (
+            f'<details class="details"><summary>{summary}</summary>\n{inner["default"]}</details>\n'
+        )
+    if block.name == "remark-box":
+        kind = block.props.get("kind", "info")
+        return f'<aside class="remark remark-{_attr(kind)}">\n{inner["default"]}</aside>\n'
     if block.name == "image-box":
         return _image_box(block, env)
     return f'<div class="block" data-block="{_attr(block.name)}">\n{inner["default"]}</div>\n'

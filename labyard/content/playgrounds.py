@@ -37,7 +37,7 @@ def load_playgrounds(root: Path, problems: list[str]) -> dict[str, Manifest]:
     for path in paths:
         try:
             source = read_yaml(path)
-            manifest = manifest_from_source(source)
+            manifest = manifest_from_source(source, path.parent)
         except ManifestError as exc:
             problems += exc.problems
             continue

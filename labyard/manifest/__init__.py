@@ -23,6 +23,7 @@ __all__ = [
     "load_manifest",
     "manifest_from_source",
     "manifest_from_text",
+    "validation_context",
 ]
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -32,12 +33,16 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def manifest_from_source(source: YamlSource) -> Manifest:
-    """Validate parsed YAML; every problem is reported at once, each with its line."""
+def manifest_from_source(source: YamlSource, folder: Path | None = None) -> Manifest:
+    """Validate parsed YAML; every problem is reported at once, each with its line.
+
+    `folder` is where the manifest file is: machine files may name a `source` in it. Without
+    one (a manifest sent as text), `source` is refused.
+    """
     if not isinstance(source.data, dict):
         raise ManifestError([source.error((), "a manifest is a mapping of fields")])
     try:
-        manifest = Manifest.model_validate(source.data)
+        manifest = Manifest.model_validate(source.data, context=validation_context(folder))
     except ValidationError as exc:
         raise source.errors_from(exc) from exc
     problems = manifest.reference_problems()
@@ -50,17 +55,22 @@ def load_manifest(name_or_path: str) -> Manifest:
     """A built-in playground by name, or a manifest file by path."""
     path = Path(name_or_path)
     if name_or_path in builtin_names():
-        return manifest_from_source(read_yaml(BUILTIN_DIR / f"{name_or_path}.yaml"))
+        return manifest_from_source(read_yaml(BUILTIN_DIR / f"{name_or_path}.yaml"), BUILTIN_DIR)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.exists():
             raise NotFound(f"manifest file {name_or_path} does not exist")
-        return manifest_from_source(read_yaml(path))
+        return manifest_from_source(read_yaml(path), path.parent)
     known = ", ".join(builtin_names())
     raise NotFound(f"no built-in playground {name_or_path!r} (built-in: {known})")
 
 
 def manifest_from_text(text: str, name: str) -> Manifest:
     return manifest_from_source(parse_yaml(text, name))
+
+
+def validation_context(folder: Path | None) -> dict[str, Any] | None:
+    """The pydantic context under which a manifest's files may name a `source` in `folder`."""
+    return None if folder is None else {"manifest_dir": folder}
 
 
 def json_schema() -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
@@ -12,9 +15,11 @@ from pydantic import (
     ConfigDict,
     Field,
     GetPydanticSchema,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import core_schema
 
@@ -25,6 +30,9 @@ _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_MACHINES = 16
 MAX_NETWORKS = 8
 MAX_EGRESS_DESTINATIONS = 64
+MAX_FILE_BYTES = 8 << 20
+"""The largest machine file: a manifest is stored, files and all, with each playground."""
+_ONE_CONTENT = "give exactly one of content, content_base64 or source"
 
 
 def parse_size(value: object) -> int:
@@ -137,7 +145,13 @@ _BOOT_MOUNTS = ("/run", "/var/run", "/tmp", "/dev", "/proc", "/sys")
 
 
 class StartupFile(_Strict):
-    """A file written into the machine before it boots."""
+    """A file written into the machine before it boots: text (`content`), bytes
+    (`content_base64`), or a file beside the manifest (`source`), exactly one of them.
+
+    `source` is read when a manifest *file* is loaded (relative to its folder, never outside
+    it) and becomes `content_base64`: a manifest sent as text (the API) cannot name files on
+    the server. The name is kept for messages but not dumped, so a stored manifest is whole.
+    """
 
     path: str = Field(pattern=r"^/")
 
@@ -149,9 +163,83 @@ class StartupFile(_Strict):
                 raise ValueError(f"{mount} is mounted fresh at boot, so a file there would be lost")
         return path
 
-    content: str
+    content: str | None = None
+    content_base64: str | None = None
+    """The file's bytes in standard base64 (line breaks allowed), for binary files."""
+    source: str | None = Field(None, exclude=True)
+    """A file beside the manifest, e.g. `./bin/tool`; read at load time."""
     mode: str = Field("0644", pattern=r"^0?[0-7]{3,4}$")
     owner: str = "root"
+
+    @field_validator("content_base64")
+    @classmethod
+    def _decodes(cls, value: str | None) -> str | None:
+        if value is not None:
+            size = len(_decode(value))
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"{_mib(size)} is more than a machine file may hold ({_mib()})")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_source(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or data.get("source") is None:
+            return data
+        if data.get("content") is not None or data.get("content_base64") is not None:
+            raise ValueError(_ONE_CONTENT)
+        folder = (info.context or {}).get("manifest_dir")
+        if folder is None:
+            raise ValueError(
+                f"source {data['source']!r}: only a manifest file can name a file beside it "
+                "(this manifest came as text); use content_base64"
+            )
+        raw = read_source(Path(folder), str(data["source"]))
+        return {**data, "content_base64": base64.b64encode(raw).decode()}
+
+    @model_validator(mode="after")
+    def _one_content(self) -> StartupFile:
+        if (self.content is None) == (self.content_base64 is None):
+            raise ValueError(_ONE_CONTENT)
+        return self
+
+    def data(self) -> bytes:
+        """The bytes to write."""
+        if self.content_base64 is not None:
+            return _decode(self.content_base64)
+        return (self.content or "").encode()
+
+
+def _mib(size: int = MAX_FILE_BYTES) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def _decode(text: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64 ({exc})") from None
+
+
+def read_source(folder: Path, name: str) -> bytes:
+    """The bytes of `name`, a file in `folder` (or below it); ValueError says why not."""
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or not name.strip():
+        raise ValueError(f"source {name!r}: name a file beside the manifest, e.g. ./bin/tool")
+    base = folder.resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        raise ValueError(f"source {name!r} points outside {base}")
+    if not target.is_file():
+        raise ValueError(f"source {name!r}: no file {target}")
+    size = target.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"source {name!r} is {_mib(size)}, more than a machine file may hold ({_mib()})"
+        )
+    try:
+        return target.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"source {name!r}: cannot read {target}: {exc.strerror}") from None
 
 
 class Machine(_Strict):

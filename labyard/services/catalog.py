@@ -45,7 +45,7 @@ class Catalog:
                 source = read_yaml(path)
                 if not isinstance(source.data, dict) or source.data.get("kind") != "playground":
                     continue
-                manifest = manifest_from_source(source)
+                manifest = manifest_from_source(source, path.parent)
             except ManifestError as exc:
                 self.problems += exc.problems  # one broken file must not hide the others
                 continue

@@ -10,7 +10,7 @@ import pytest
 
 from labyard.cli.main import app
 from tests.content import write
-from tests.content.test_killercoda import FIXTURE
+from tests.content.test_killercoda_import import FIXTURE
 from tests.content.test_loader import BROKEN
 
 
@@ -84,8 +84,8 @@ def test_validate_prints_every_problem_and_exits_2(labyard: Run, tmp_path: Path)
     assert (code, out) == (2, "")
     assert len(lines) == 12
     assert (
-        lines[0] == f"{tmp_path}/challenges/broken/index.md:5: colour: Extra inputs are not "
-        "permitted"
+        lines[0] == f"{tmp_path}/challenges/broken/index.md:5: dificulty: unknown field (did "
+        "you mean 'difficulty'?)"
     )
     assert lines[-2].startswith(f"{tmp_path}/skill-paths/p/index.md:4: steps.0: no item ")
     assert lines[-1] == f"labyard: 11 problems in {tmp_path}"
@@ -130,3 +130,65 @@ def test_import_killercoda(labyard: Run, tmp_path: Path) -> None:
     assert len(warnings) == 5
     assert all(w.startswith("labyard: warning: ") for w in warnings)
     assert labyard("content", "validate", str(tmp_path))[:2] == (0, "1 tutorial ok\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("content", "validate"),
+        ("content", "validate", "--strcit", "content"),
+        ("content", "import", "killercoda"),
+        ("content", "import", "katacoda", "x"),
+        ("content", "import", "killercoda", "x", "--out"),
+    ],
+)
+def test_usage_errors_exit_2_without_a_traceback(labyard: Run, args: tuple[str, ...]) -> None:
+    code, out, err = labyard(*args)
+
+    assert (code, out) == (2, "")
+    assert "Error" in err and "Traceback" not in err
+
+
+def test_import_errors_say_what_is_wrong(labyard: Run, tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad/index.json").write_text("{not json")
+    out = str(tmp_path / "out")
+
+    code, _, err = labyard("content", "import", "killercoda", str(tmp_path / "nope"), "--out", out)
+    assert code == 3 and err.startswith(f"labyard: {tmp_path}/nope/index.json does not exist")
+    code, _, err = labyard("content", "import", "killercoda", str(tmp_path / "bad"), "--out", out)
+    assert code == 2 and err.startswith(f"labyard: {tmp_path}/bad/index.json is not valid JSON")
+    code, _, err = labyard(
+        "content", "import", "killercoda", str(FIXTURE), "--out", out, "--slug", "Not A Slug"
+    )
+    assert code == 2 and "'Not A Slug' is not a slug" in err
+    assert labyard("content", "import", "killercoda", str(FIXTURE), "--out", out)[0] == 0
+    code, _, err = labyard("content", "import", "killercoda", str(FIXTURE), "--out", out)
+    assert code == 4 and err == f"labyard: {out}/tutorials/hello-scenario already exists\n"
+    assert labyard("content", "validate", "--strict", out)[:2] == (0, "1 tutorial ok\n")
+
+
+def test_an_import_that_would_not_validate_exits_2_and_writes_nothing(
+    labyard: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labyard.content import killercoda
+
+    real = killercoda.convert
+
+    def broken(*args: object) -> tuple[dict[str, object], str]:
+        front, body = real(*args)  # type: ignore[arg-type]
+        return {**front, "title": ""}, body
+
+    monkeypatch.setattr(killercoda, "convert", broken)
+
+    code, out, err = labyard(
+        "content", "import", "killercoda", str(FIXTURE), "--out", str(tmp_path / "out")
+    )
+
+    lines = err.splitlines()
+    assert (code, out) == (2, "")
+    assert lines[0].startswith(f"{tmp_path}/out/tutorials/hello-scenario/index.md:3: title: ")
+    assert lines[-1] == (
+        f"labyard: 1 problem in the tutorial made from {FIXTURE}; nothing was written"
+    )
+    assert list((tmp_path / "out").iterdir()) == []

@@ -9,7 +9,7 @@ import pytest
 from labyard.content.loader import load_item, load_tree
 from labyard.content.models import Challenge, Tutorial
 from labyard.errors import ManifestError, NotFound
-from labyard.manifest import Manifest
+from labyard.manifest import Manifest, builtin_names
 from tests.content import write
 
 RUNNABLE = """
@@ -149,7 +149,7 @@ BROKEN = """
 kind: challenge
 title: Broken
 playground: linux
-colour: blue
+dificulty: easy
 tasks:
   setup:
     init: true
@@ -194,7 +194,7 @@ def test_every_problem_of_an_item_is_reported_with_its_line(tmp_path: Path) -> N
     problems = load_tree(tmp_path).problems
 
     expected = [
-        f"{p}:5: colour: Extra inputs are not permitted",
+        f"{p}:5: dificulty: unknown field (did you mean 'difficulty'?)",
         f"{p}:12: tasks.check.needs.1: unknown task 'missing' ({known})",
         f"{p}:19: tasks.other.needs: tasks need each other: other -> again -> other",
         f"{p}:15: tasks.check.env.0: x(.needs.other.stdout) names a task that is not in needs "
@@ -205,7 +205,7 @@ def test_every_problem_of_an_item_is_reported_with_its_line(tmp_path: Path) -> N
         f"{p}:27: ::simple-task.name: unknown task 'chek' ({known})",
         f"{p}:33: ::user-input-task.destination: must be an absolute path in the machine "
         "(the answer is written there)",
-        f"{p}:37: ::image-box.src: no file missing.png in {p.parent}",
+        f"{p}:37: ::image-box.src: no file __static__/missing.png in {p.parent}",
     ]
     for problem in expected:
         assert problem in problems
@@ -279,7 +279,7 @@ def test_unknown_playground(tmp_path: Path) -> None:
 
     assert load_tree(tmp_path).problems == [
         f"{tmp_path}/challenges/x/index.md:4: playground: unknown playground 'nope' "
-        "(known: docker, linux, linux-cluster)"
+        f"(known: {', '.join(builtin_names())})"
     ]
 
 
@@ -400,7 +400,7 @@ def test_block_syntax_problems(tmp_path: Path) -> None:
     assert load_tree(tmp_path).problems == [
         f"{p}:16: ::hint-box.colour: unknown prop (known: :summary:)",
         f"{p}:20: ::fancy-box: unknown block (known: simple-task, user-input-task, hint-box, "
-        "image-box)",
+        "image-box, remark-box, details-box)",
         f"{p}:25: body: unknown section #pending (use #active or #completed)",
         f"{p}:28: body: write a block's props on their own :key: lines",
         f"{p}:30: ::user-input-task: never closed with a :: line",

@@ -92,8 +92,8 @@ def test_image_box_src_goes_through_static_url() -> None:
         :max-width: 600
         ::
         """) == (
-        '<figure class="image-box"><img src="/static/img/net.png" alt="The &quot;network&quot;" '
-        'style="max-width: 600px"></figure>\n'
+        '<figure class="image-box"><img src="/static/__static__/img/net.png" '
+        'alt="The &quot;network&quot;" style="max-width: 600px"></figure>\n'
     )
 
 

@@ -369,5 +369,5 @@ def _write_machine_files(
     (files.inside(rootfs, "/root/.ssh")).chmod(0o700)
     for startup in machine.files:
         files.write(
-            rootfs, startup.path, startup.content, int(startup.mode, 8), startup.owner, ids=ids
+            rootfs, startup.path, startup.data(), int(startup.mode, 8), startup.owner, ids=ids
         )

@@ -73,7 +73,9 @@ def write(
     data = content.encode() if isinstance(content, str) else content
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view) :]
         os.fchmod(fd, mode)
         os.fchown(fd, uid, gid)
     finally:
