@@ -127,6 +127,25 @@ def static_path(src: str) -> str | None:
     return src
 
 
+def escape(text: str) -> str:
+    """Markdown written for elsewhere with each line outside fenced code that this syntax
+    would read (`::name`, `::`, `::name{...}`) escaped as `\\::...`: it renders as the same
+    text and opens no block."""
+    lines = text.split("\n")
+    parser = _Parser(lines, 1)
+    out: list[str] = []
+    while parser.i < len(lines):
+        start, line = parser.i, lines[parser.i]
+        if fence := _FENCE.match(line):
+            parser.fenced(fence)  # only to find where it ends: the lines stay as written
+            out += lines[start : parser.i]
+            continue
+        parser.i += 1
+        syntax = _CLOSE.match(line) or _OPEN.match(line) or _INLINE_PROPS.match(line)
+        out.append("\\" + line if syntax else line)
+    return "\n".join(out)
+
+
 class _Parser:
     def __init__(self, lines: list[str], first_line: int) -> None:
         self.lines = lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from labyard.content.blocks import TaskBlock, parse
+from labyard.content.blocks import TaskBlock, escape, parse
 from labyard.content.loader import Item, load_item
 from labyard.content.markdown import render_item, render_markdown
 from tests.content import write
@@ -263,3 +263,15 @@ def test_props_between_dashes_accept_plain_keys_and_report_junk() -> None:
         (11, "::image-box", "props are never closed with ---"),
         (11, "::image-box", "never closed with a :: line"),
     ]
+
+
+def test_escaped_markdown_opens_no_block_and_reads_as_written() -> None:
+    text = "::simple-task\n:name: x\n::\n::note{a}\n```\n::in code\n```\n  ::indented\n"
+
+    escaped = escape(text)
+
+    assert escaped.splitlines()[:4] == ["\\::simple-task", ":name: x", "\\::", "\\::note{a}"]
+    assert parse(escaped).problems == []
+    rendered = render_markdown(escaped).html
+    assert "<p>::simple-task\n:name: x\n::\n::note{a}</p>" in rendered
+    assert "<code>::in code\n</code>" in rendered

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labyard.content import blocks
 from labyard.content.killercoda import machines
 from labyard.content.playgrounds import PlaygroundIndex
 
@@ -26,9 +27,6 @@ DIFFICULTY = {
 }
 _ACTION = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 _RUN = re.compile(r"^(exec|execute)(\s+interrupt)?(?:\s+(\S.*))?$")
-_BLOCK_LINE = re.compile(r"^(\s{0,3})(:{2,})")
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-_FENCE_END = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*(\{\{[^}]*\}\})?\s*$")
 
 
 @dataclass
@@ -120,7 +118,7 @@ def convert(
         parts.append(_step(source, i, gate, tasks))
         gate = next(reversed(tasks)) if tasks else None
     if finish := source.file("details", "finish", "text"):
-        finish = _text(finish)
+        finish = blocks.escape(finish)
         parts.append(finish if finish.lstrip().startswith("#") else f"## Finish\n\n{finish}")
     body = "\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
     body = _actions(source, body)
@@ -150,7 +148,7 @@ def _part(
     tasks: dict[str, dict[str, Any]],
 ) -> str:
     """Text of the intro or a step; its background script becomes an init task."""
-    text = _text(source.file(*path, "text") or "")
+    text = blocks.escape(source.file(*path, "text") or "")
     where = ".".join(map(str, path))
     if (background := source.file(*path, "background")) is not None:
         task: dict[str, Any] = {"init": True, "run": background, "timeout_seconds": 300}
@@ -162,24 +160,6 @@ def _part(
         )
         text = text.rstrip() + f"\n\nRun this first:\n\n```bash\n{foreground.rstrip()}\n```\n"
     return text
-
-
-def _text(markdown: str) -> str:
-    """Killercoda Markdown with lines that labyard would read as `::block` syntax escaped
-    (`\\::`), so the scenario's text stays text."""
-    lines = []
-    fence: str | None = None
-    for line in markdown.splitlines(keepends=True):
-        opened, closed = _FENCE.match(line), _FENCE_END.match(line)
-        if fence is None and opened:
-            fence = opened.group(1)
-        elif fence is not None:
-            if closed and closed.group(1)[0] == fence[0] and len(closed.group(1)) >= len(fence):
-                fence = None
-        elif found := _BLOCK_LINE.match(line):
-            line = found.group(1) + "\\" + line[len(found.group(1)) :]
-        lines.append(line)
-    return "".join(lines)
 
 
 def _task_block(name: str) -> str:
