@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError
 
 from labyard.api import (
     account_pages,
+    analytics,
     attempts,
     auth,
     billing,
@@ -130,11 +131,18 @@ def create_app(
         content.router,
         learn_pages.api_router,
         billing.router,
+        analytics.router,
     ):
         app.include_router(router)
     app.add_middleware(ports.SubdomainPorts, domain=labyard.settings.ports_domain)
     # Web UI: pages, the terminal WebSocket and static files (see labyard/api/web.py).
-    for router in (account_pages.router, pages.router, learn_pages.router, terminals.router):
+    for router in (
+        account_pages.router,
+        analytics.pages,
+        pages.router,
+        learn_pages.router,
+        terminals.router,
+    ):
         app.include_router(router)
     web.mount_static(app)
     return app

@@ -1,7 +1,8 @@
 """What HTML pages share: templates, the CSRF cookie for forms, and the static files.
 
-xterm.js is not vendored into the repository: `npm ci` (scripts/setup.sh) puts it in
-`node_modules/`, and the few folders the pages need are served from there as they are.
+xterm.js and uPlot are not vendored into the repository: `npm ci` (scripts/setup.sh) puts
+them in `node_modules/`, and the few folders the pages need are served from there as they
+are.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ VENDOR = {
     "/static/vendor/xterm/css": "@xterm/xterm/css",
     "/static/vendor/xterm-addon-fit": "@xterm/addon-fit/lib",
     "/static/vendor/xterm-addon-web-links": "@xterm/addon-web-links/lib",
+    "/static/vendor/uplot": "uplot/dist",  # the analytics dashboard's charts
 }
 
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from labyard.cli import admin_analytics
 from labyard.cli._common import err, out, print_json
 from labyard.errors import InvalidInput, ManifestError, SettingsFileError
 from labyard.settings import Settings
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 admin = typer.Typer(
     help="Administer accounts, plans, orders and the business.", no_args_is_help=True
 )
+admin.command("analytics")(admin_analytics.analytics)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from labyard.runtime import make_driver
 from labyard.services.accounts import Accounts, User
+from labyard.services.analytics import Analytics
 from labyard.services.billing import Billing
 from labyard.services.catalog import Catalog
 from labyard.services.entitlements import Entitlement, Entitlements
@@ -20,6 +21,7 @@ from labyard.store import Database
 
 __all__ = [
     "Accounts",
+    "Analytics",
     "Attempts",
     "Billing",
     "Catalog",
@@ -59,6 +61,7 @@ class Labyard:
         self.accounts = Accounts(self.db, self.plans)
         self.entitlements = self.accounts.entitlements
         self.usage = Usage(self.db)
+        self.analytics = Analytics(self.db, self.plans)
         self.billing = Billing(settings, self.db, self.plans, self.entitlements)
         self.shares = Shares(self.playgrounds)
         self.catalog = Catalog(content_dir)

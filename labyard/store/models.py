@@ -162,6 +162,11 @@ class AttemptRow(Base):
     """One learner's go at a challenge or tutorial, in its own playground."""
 
     __tablename__ = "attempts"
+    __table_args__ = (
+        # analytics (migration 0009): attempts started, and solved, in a period
+        Index("ix_attempts_started_at", "started_at", "content_key"),
+        Index("ix_attempts_state_finished", "state", "finished_at", "content_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     owner: Mapped[str] = mapped_column(String(200), index=True)
@@ -267,6 +272,28 @@ class UsageSessionRow(Base):
     __table_args__ = (
         Index("ix_usage_sessions_account_started", "account_id", "started_at"),
         Index("ix_usage_sessions_started_at", "started_at"),
+        # analytics (migration 0009; docs/analytics.md says which query reads which)
+        Index(
+            "ix_usage_sessions_period",
+            "started_at",
+            "restart",
+            "machine_minutes",
+            "plan",
+            "launched_by",
+            "playground_name",
+            "account_id",
+        ),
+        Index(
+            "ix_usage_sessions_dims",
+            "plan",
+            "launched_by",
+            "playground_name",
+            "restart",
+            "started_at",
+            "machine_minutes",
+        ),
+        Index("ix_usage_sessions_accounts", "account_id", "plan", "started_at"),
+        Index("ix_usage_sessions_ended", "ended_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -324,6 +351,10 @@ class OrderRow(Base):
     """One purchase of a plan: what, how much (integer minor units), and the provider's ids."""
 
     __tablename__ = "orders"
+    __table_args__ = (
+        # analytics (migration 0009): paid orders by payment time
+        Index("ix_orders_status_paid_at", "status", "paid_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
     """`ord_<random>`: also the provider's client reference and the entitlement's once key."""

@@ -363,6 +363,32 @@ async def test_other_users_never_see_an_accounts_orders(app: FastAPI, world: Wor
         assert (await a_client.get("/api/billing/orders")).json() == before
 
 
+# -- the analytics are the admins' ------------------------------------------------------
+
+
+async def test_only_admins_see_the_analytics(app: FastAPI, world: World, labyard: Labyard) -> None:
+    spec = app.openapi()
+    on_analytics = [op for op in operations(spec) if op[1].startswith("/api/admin/analytics")]
+    assert {f"{m} {p}" for m, p, _ in on_analytics} >= {
+        "GET /api/admin/analytics",
+        "GET /api/admin/analytics/{table}.csv",
+    }
+    paths = ["/api/admin/analytics"] + [
+        f"/api/admin/analytics/{table}.csv"
+        for table in ("top_playgrounds", "top_content", "revenue_by_month", "country_tiers")
+    ]
+    period = {"from": "2025-03-01", "to": "2025-03-10"}
+    operator = make_account(labyard, role="admin")
+    outcomes: dict[str, int] = {}
+    async with api(app, operator.token) as admin_client:
+        for path in paths:
+            assert (await admin_client.get(path, params=period)).status_code == 200, path
+    async with api(app, world.b.token, address="192.0.2.14") as b_client:
+        for path in [*paths, "/admin/analytics"]:
+            outcomes[path] = (await b_client.get(path, params=period)).status_code
+    assert outcomes == {path: 403 for path in [*paths, "/admin/analytics"]}
+
+
 # -- WebSockets --------------------------------------------------------------------------
 
 
