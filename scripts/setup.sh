@@ -13,7 +13,6 @@ PACKAGES=(
   runc mmdebstrap iproute2 nftables e2fsprogs util-linux procps
   openssh-client openssh-server python3-venv ca-certificates
   postgresql
-  fonts-dejavu-core fonts-droid-fallback  # invoice PDFs: Latin etc., and CJK names
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -73,7 +72,7 @@ if ! { "${pip[@]}" --require-hashes -r requirements.lock &&
 fi
 rm -f "$pip_log"
 
-# The web terminal's browser packages (xterm.js), served by the server from node_modules/.
+# The web UI's browser packages (xterm.js, uPlot), served by the server from node_modules/.
 # Node's own packaging (e.g. NodeSource's nodejs, which bundles npm) counts as present.
 if ! command -v npm >/dev/null; then
   echo "setup: installing nodejs npm" >&2
