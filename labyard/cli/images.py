@@ -16,11 +16,20 @@ def build(
     names: list[str] = typer.Argument(None, help="Images to build (default: all recipes)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
 ) -> None:
-    """Build images from their recipes; an image whose recipe did not change is kept."""
-    from labyard.images import build_image, recipe_names
+    """Build images from their recipes; an image whose recipe did not change is kept.
+    Without names, every recipe from the Debian archive (name the others to build them)."""
+    from labyard.images import build_image, recipe_names, resolve
 
     settings = Settings.from_env()
-    for name in names or recipe_names():
+    if not names:
+        names = []
+        for name in recipe_names():
+            mirror = resolve(name).mirror
+            if mirror is None:
+                names.append(name)
+            else:
+                err.print(f"{name}: skipped (needs {mirror.url}; name it to build it)")
+    for name in names:
         with err.status(f"building {name}…") as status:
             image = build_image(
                 settings.images_dir,

@@ -17,9 +17,10 @@ from pathlib import Path
 from labyard.content import layout
 from labyard.content.blocks import REMARK_KINDS, TASK_BLOCKS, Block, Parsed, static_path
 from labyard.content.frontmatter import INVALID_PLAYGROUND, Front
-from labyard.content.models import ENV_REFERENCE, Challenge, Lesson, Task, Tutorial
+from labyard.content.models import Challenge, Lesson, Task, Tutorial
 from labyard.content.playgrounds import PlaygroundIndex
 from labyard.manifest import Manifest
+from labyard.manifest.env import ENV_REFERENCE
 from labyard.manifest.source import YamlSource
 
 Loc = tuple[int | str, ...]

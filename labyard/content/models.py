@@ -7,19 +7,16 @@ content moves over with few edits.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labyard.manifest import Manifest
+from labyard.manifest.env import env_entries
 
 Difficulty = Literal["easy", "medium", "hard"]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 TaskName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")]
-
-# `x(.needs.TASK.stdout)` and `x(.input)` in env values, as iximiuz content writes them.
-ENV_REFERENCE = re.compile(r"x\(\.(?:needs\.(?P<task>[A-Za-z0-9_-]+)\.stdout|(?P<input>input))\)")
 
 
 class _Strict(BaseModel):
@@ -48,11 +45,7 @@ class Task(_Strict):
     @field_validator("env")
     @classmethod
     def _env_entries(cls, entries: list[str]) -> list[str]:
-        for entry in entries:
-            name, sep, _ = entry.partition("=")
-            if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"env entry {entry!r} is not NAME=value")
-        return entries
+        return env_entries(entries)
 
 
 class PlaygroundRef(_Strict):

@@ -87,12 +87,25 @@ def _mmdebstrap(recipe: ResolvedRecipe, rootfs: Path, progress: Progress) -> Non
             f"--include={','.join(recipe.packages)}",
             "--aptopt=Acquire::Retries 3",
             *_setup_hooks(recipe, Path(workdir)),
-            recipe.suite,
-            str(rootfs),
         ]
-        mirror = os.environ.get("LABYARD_DEBIAN_MIRROR")
-        if mirror:
-            command.append(mirror)
+        if recipe.mirror is not None:  # another distribution's archive, with its keys
+            if not Path(recipe.mirror.keyring).is_file():
+                raise ImageBuildFailed(
+                    f"image {recipe.name!r} needs the keyring {recipe.mirror.keyring} "
+                    f"to check {recipe.mirror.url}; install it first"
+                )
+            command += [
+                f"--keyring={recipe.mirror.keyring}",
+                f"--components={','.join(recipe.mirror.components)}",
+                recipe.suite,
+                str(rootfs),
+                recipe.mirror.url,
+            ]
+        else:
+            command += [recipe.suite, str(rootfs)]
+            mirror = os.environ.get("LABYARD_DEBIAN_MIRROR")
+            if mirror:
+                command.append(mirror)
         _run_streaming(command, recipe.name, progress)
 
 

@@ -25,13 +25,29 @@ class MachineNeeds(BaseModel):
     """Paths that live on the machine's disk directly, not on overlayfs (e.g. /var/lib/docker)."""
 
 
+class Mirror(BaseModel):
+    """Another distribution's archive (e.g. Ubuntu's) for mmdebstrap; Debian's by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    keyring: str
+    """The archive's signing keyring on the build host, e.g.
+    /usr/share/keyrings/ubuntu-archive-keyring.gpg (Debian's `ubuntu-keyring` package)."""
+    components: list[str] = ["main"]
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
     description: str = ""
     extends: str | None = None
-    suite: str = "bookworm"
+    suite: str | None = None
+    """The distribution release; the recipe it extends decides when left out (bookworm at
+    the root)."""
+    mirror: Mirror | None = None
+    """Another distribution's archive; the one it extends decides when left out."""
     variant: str = "minbase"
     packages: list[str] = []
     setup: str = ""
@@ -51,11 +67,15 @@ class ResolvedRecipe(BaseModel):
     packages: list[str]
     setup_scripts: list[str]
     machine: MachineNeeds
+    mirror: Mirror | None = None
 
     @property
     def digest(self) -> str:
         """Content hash: an image is rebuilt exactly when this changes."""
-        payload = json.dumps([BUILDER_VERSION, self.model_dump(mode="json")], sort_keys=True)
+        recipe = self.model_dump(mode="json")
+        if recipe["mirror"] is None:
+            del recipe["mirror"]  # Debian's: hashed as before mirrors could be named
+        payload = json.dumps([BUILDER_VERSION, recipe], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -94,9 +114,10 @@ def resolve(name: str, recipes_dir: Path = RECIPES_DIR) -> ResolvedRecipe:
     return ResolvedRecipe(
         name=last.name,
         description=last.description,
-        suite=chain[0].suite,
+        suite=next((r.suite for r in reversed(chain) if r.suite), "bookworm"),
         variant=chain[0].variant,
         packages=packages,
         setup_scripts=[r.setup for r in chain if r.setup.strip()],
         machine=last.machine,
+        mirror=next((r.mirror for r in reversed(chain) if r.mirror), None),
     )

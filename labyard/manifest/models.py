@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import core_schema
+
+from labyard.manifest.env import ENV_REFERENCE, env_entry
 
 _DNS_LABEL = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -267,6 +270,10 @@ class InitTask(_Strict):
     """Defaults to the first machine."""
     run: str
     needs: list[Name] = []
+    env: list[Annotated[str, AfterValidator(env_entry)]] = []
+    """`NAME=value` strings exported to `run`; `x(.needs.TASK.stdout)` is what a task it
+    needs printed (trailing newlines dropped): how one machine hands another a join token
+    or a public key."""
     user: str = "root"
     timeout_seconds: int = Field(300, gt=0, le=3600)
 
@@ -304,6 +311,13 @@ class Manifest(_Strict):
                 problems += _unknown(("init", i, "machine"), "machine", task.machine, machines)
             for j, need in enumerate(task.needs):
                 problems += _unknown(("init", i, "needs", j), "task", need, tasks)
+            for j, entry in enumerate(task.env):
+                for ref in ENV_REFERENCE.finditer(entry):
+                    if ref.group("input"):
+                        problems.append((("init", i, "env", j), "init tasks take no x(.input)"))
+                    elif ref.group("task") not in task.needs:
+                        message = f"uses the output of {ref.group('task')!r}, not in its needs"
+                        problems.append((("init", i, "env", j), message))
         if not problems:
             problems += _cycles(self.init)
         return problems

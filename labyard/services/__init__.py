@@ -64,7 +64,7 @@ class Labyard:
         self.analytics = Analytics(self.db, self.plans)
         self.billing = Billing(settings, self.db, self.plans, self.entitlements)
         self.shares = Shares(self.playgrounds)
-        self.catalog = Catalog(content_dir)
+        self.catalog = Catalog(content_dir, settings.images_dir)
         self.attempts = Attempts(self.playgrounds, self.catalog, on_solved=self._solved)
 
     def _solved(self, record: AttemptRecord) -> None:

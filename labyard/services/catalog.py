@@ -1,12 +1,14 @@
 """The playground catalog: built-in manifests plus every playground manifest in the content
-folder (`*.yaml` files whose `kind` is `playground`)."""
+folder (`*.yaml` files whose `kind` is `playground`). An entry whose images are not built on
+this host is listed as unavailable (an operator builds them with `labyard image build`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labyard.errors import ManifestError, NotFound
+from labyard.images import find_image
 from labyard.manifest import Manifest, builtin_names, load_manifest, manifest_from_source
 from labyard.manifest.source import read_yaml
 
@@ -17,11 +19,19 @@ class Entry:
     manifest: Manifest
     source: str
     """`builtin` or the file it came from."""
+    missing_images: tuple[str, ...] = ()
+    """Images its machines use that are not built here: it cannot start until they are."""
+
+    @property
+    def available(self) -> bool:
+        return not self.missing_images
 
     def to_json(self) -> dict[str, object]:
         m = self.manifest
         return {
             "name": self.name,
+            "available": self.available,
+            "missing_images": list(self.missing_images),
             "title": m.title or m.name,
             "description": m.description,
             "lifetime_s": m.lifetime,
@@ -33,8 +43,10 @@ class Entry:
 
 
 class Catalog:
-    def __init__(self, content_dir: Path | None = None) -> None:
+    def __init__(self, content_dir: Path | None = None, images_dir: Path | None = None) -> None:
         self.content_dir = content_dir
+        self.images_dir = images_dir
+        """Where images are built; None: every entry counts as available."""
         self.problems: list[str] = []
 
     def entries(self) -> list[Entry]:
@@ -50,7 +62,19 @@ class Catalog:
                 self.problems += exc.problems  # one broken file must not hide the others
                 continue
             found[manifest.name] = Entry(manifest.name, manifest, str(path))
-        return sorted(found.values(), key=lambda e: (e.source != "builtin", e.name))
+        entries = [replace(e, missing_images=self._missing(e.manifest)) for e in found.values()]
+        return sorted(entries, key=lambda e: (e.source != "builtin", e.name))
+
+    def _missing(self, manifest: Manifest) -> tuple[str, ...]:
+        if self.images_dir is None:
+            return ()
+        missing = []
+        for image in sorted({m.image for m in manifest.machines}):
+            try:
+                find_image(self.images_dir, image)
+            except NotFound:
+                missing.append(image)
+        return tuple(missing)
 
     def get(self, name: str) -> Entry:
         for entry in self.entries():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from labyard.access import Connection, ExecResult
 from labyard.errors import InvalidInput
 from labyard.manifest import Manifest
+from labyard.manifest.env import expand_env
 
 ConnectionFor = Callable[[str], Awaitable[Connection]]
 
@@ -55,7 +56,12 @@ async def run_init_tasks(manifest: Manifest, connection_for: ConnectionFor) -> N
     steps = [
         Step(t.name, t.run, t.needs, t.machine, t.user, t.timeout_seconds) for t in manifest.init
     ]
-    await run_steps(steps, manifest.machines[0].name, connection_for)
+    env = {t.name: t.env for t in manifest.init}
+
+    def env_for(step: Step, stdouts: Mapping[str, str]) -> Mapping[str, str]:
+        return expand_env(env[step.name], stdouts, None)
+
+    await run_steps(steps, manifest.machines[0].name, connection_for, env_for)
 
 
 async def run_steps(

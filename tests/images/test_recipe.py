@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labyard.errors import ManifestError, NotFound
+from labyard.errors import ImageBuildFailed, ManifestError, NotFound
+from labyard.images import build_image
 from labyard.images.recipe import RECIPES_DIR, load_recipe, recipe_names, resolve
 
 
@@ -97,3 +98,42 @@ def test_builtin_recipes_resolve() -> None:
     assert docker.setup_scripts[0] == linux.setup_scripts[0]
     assert "/var/lib/docker" in docker.machine.volumes
     assert linux.digest != docker.digest
+
+
+def test_suite_and_mirror_come_from_the_nearest_recipe_that_says(recipes: Path) -> None:
+    write(recipes, "newer", "name: newer\nextends: child\nsuite: trixie\n")
+    write(recipes, "newest", "name: newest\nextends: newer\npackages: [vim]\n")
+    write(
+        recipes,
+        "other",
+        "name: other\nextends: base\nsuite: noble\nmirror:\n"
+        "  url: http://archive.example/ubuntu\n  keyring: /nonexistent/keyring.gpg\n",
+    )
+    assert resolve("base", recipes).suite == "bookworm"
+    assert resolve("newest", recipes).suite == "trixie"
+    assert resolve("newest", recipes).packages == ["curl", "jq", "git", "vim"]
+    other = resolve("other", recipes)
+    assert (other.suite, other.mirror and other.mirror.url) == (
+        "noble",
+        "http://archive.example/ubuntu",
+    )
+    assert other.mirror is not None and other.mirror.components == ["main"]
+
+
+def test_a_recipe_from_another_archive_needs_its_keyring(tmp_path: Path, recipes: Path) -> None:
+    write(
+        recipes,
+        "other",
+        "name: other\nsuite: noble\nmirror:\n"
+        "  url: http://archive.example/ubuntu\n  keyring: /nonexistent/keyring.gpg\n",
+    )
+    with pytest.raises(ImageBuildFailed, match=r"needs the keyring /nonexistent/keyring.gpg"):
+        build_image(tmp_path / "images", "other", recipes_dir=recipes)
+    assert not (tmp_path / "images" / "other").exists()
+
+
+def test_the_catalog_recipes_resolve() -> None:
+    assert resolve("linux").mirror is None and resolve("debian-trixie").suite == "trixie"
+    assert resolve("dev-rust").suite == "trixie" and "cargo" in resolve("dev-rust").packages
+    assert resolve("ubuntu-noble").mirror is not None
+    assert "/var/lib/containers" in resolve("podman").machine.volumes

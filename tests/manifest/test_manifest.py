@@ -215,3 +215,34 @@ def test_json_schema_export() -> None:
     assert "machines" in schema["properties"]
     assert "machines" in schema["required"] and "name" in schema["required"]
     assert schema == Manifest.model_json_schema()
+
+
+def test_init_env_may_use_only_what_the_task_needs() -> None:
+    problems = problems_of(
+        "name: x\n"
+        "machines:\n"
+        "  - name: a\n"
+        "init:\n"
+        "  - name: token\n"
+        "    run: echo secret\n"
+        "  - name: join\n"
+        "    needs: [token]\n"
+        "    env:\n"
+        "      - 'TOKEN=x(.needs.token.stdout)'\n"  # 10: fine
+        "      - 'OTHER=x(.needs.join.stdout)'\n"  # 11: not needed
+        "      - 'ANSWER=x(.input)'\n"  # 12: no learner here
+        "      - 'not an entry'\n"  # 13
+        "    run: echo $TOKEN\n"
+    )
+    assert problems == ["m.yaml:13: init.1.env.3: env entry 'not an entry' is not NAME=value"]
+    problems = problems_of(
+        "name: x\nmachines:\n  - name: a\ninit:\n  - name: token\n    run: echo secret\n"
+        "  - name: join\n    needs: [token]\n    run: echo $TOKEN\n    env:\n"
+        "      - 'TOKEN=x(.needs.token.stdout)'\n"  # 11
+        "      - 'OTHER=x(.needs.join.stdout)'\n"  # 12
+        "      - 'ANSWER=x(.input)'\n"  # 13
+    )
+    assert problems == [
+        "m.yaml:12: init.1.env.1: uses the output of 'join', not in its needs",
+        "m.yaml:13: init.1.env.2: init tasks take no x(.input)",
+    ]

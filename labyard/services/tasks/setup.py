@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from labyard.manifest.env import expand_env
 from labyard.services.init_tasks import Step, run_steps
-from labyard.services.tasks.env import expand_env
 from labyard.services.tasks.pool import MachinePool
 from labyard.services.tasks.records import TaskRecord, now
 from labyard.services.tasks.script import sourcing

@@ -11,9 +11,10 @@ from typing import Any
 
 from labyard.content.blocks import parse
 from labyard.content.loader import Item
-from labyard.content.models import ENV_REFERENCE, Challenge, Lesson, Task, Tutorial
+from labyard.content.models import Challenge, Lesson, Task, Tutorial
 from labyard.errors import InvalidInput
 from labyard.manifest import Manifest
+from labyard.manifest.env import ENV_REFERENCE
 
 
 @dataclass(frozen=True)

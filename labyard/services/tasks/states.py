@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
-from labyard.services.tasks.env import expand_env
+from labyard.manifest.env import expand_env
 from labyard.services.tasks.records import AttemptRecord, TaskRecord, now
 from labyard.services.tasks.script import Check, CheckResult
 from labyard.store import TaskState

@@ -1,11 +1,26 @@
-"""A task's `env`: `NAME=value` entries with `x(.needs.TASK.stdout)` and `x(.input)` filled in."""
+"""`env` entries of tasks and init tasks: `NAME=value` strings whose values may use
+`x(.needs.TASK.stdout)` (what a task it needs printed) and `x(.input)` (the learner's answer),
+as iximiuz content writes them."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-from labyard.content.models import ENV_REFERENCE
+ENV_REFERENCE = re.compile(r"x\(\.(?:needs\.(?P<task>[A-Za-z0-9_-]+)\.stdout|(?P<input>input))\)")
+
+
+def env_entry(entry: str) -> str:
+    """Validate one `NAME=value` string."""
+    name, sep, _ = entry.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"env entry {entry!r} is not NAME=value")
+    return entry
+
+
+def env_entries(entries: list[str]) -> list[str]:
+    """Validate a task's `env`."""
+    return [env_entry(entry) for entry in entries]
 
 
 def expand_env(
