@@ -352,8 +352,28 @@ class OrderRow(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        # analytics (migration 0009): paid orders by payment time
-        Index("ix_orders_status_paid_at", "status", "paid_at"),
+        # analytics (migration 0009): paid orders by payment time, and by account
+        Index(
+            "ix_orders_status_paid_at",
+            "status",
+            "paid_at",
+            "currency",
+            "amount",
+            "price_tier",
+            "account_id",
+        ),
+        Index(
+            "ix_orders_standing",
+            "status",
+            "account_id",
+            "currency",
+            "paid_at",
+            "kind",
+            "interval",
+            "amount",
+            "entitlement_id",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
