@@ -3,7 +3,8 @@
     LabyardError                 message for the user, reason label, log detail
     ├── InvalidInput             bad manifest, recipe or argument (CLI exit 2, HTTP 422)
     │   ├── ManifestError        names the file, line and field
-    │   └── SettingsFileError    an operator file (plans.yaml) that does not validate
+    │   ├── SettingsFileError    an operator file (plans.yaml) that does not validate
+    │   └── PromoRefused         a promo code this checkout may not use (HTTP 422, why in reason)
     ├── BadWebhook               a payment webhook with a bad signature, stale or unparsable (400)
     ├── NotFound                 no such playground, machine or image (exit 3, HTTP 404)
     ├── Conflict                 wrong state for the request, e.g. exec on a stopped playground
@@ -69,6 +70,14 @@ class SettingsFileError(InvalidInput):
     def __init__(self, what: str, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(f"invalid {what}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class PromoRefused(InvalidInput):
+    """A promo code that does not apply: unknown, disabled, expired, used up, not for this
+    plan, not a first purchase, used by this account already; `reason` says which
+    (`promo_unknown`, `promo_expired`, ...)."""
+
+    reason = "promo_refused"
 
 
 class BadWebhook(LabyardError):

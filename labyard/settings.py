@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from labyard.errors import InvalidInput
@@ -36,6 +37,45 @@ def _env_subnet_pool() -> ipaddress.IPv4Network:
             "give a larger range, like 198.18.0.0/16"
         )
     return pool
+
+
+def _env_tax_rate() -> Decimal:
+    """LABYARD_TAX_RATE_PERCENT: a percentage from 0 up to (not including) 100."""
+    value = os.environ.get("LABYARD_TAX_RATE_PERCENT", "").strip() or "0"
+    try:
+        rate = Decimal(value)
+    except InvalidOperation:
+        rate = Decimal(-1)
+    if not (rate.is_finite() and 0 <= rate < 100):
+        raise InvalidInput(
+            f"LABYARD_TAX_RATE_PERCENT={value!r} is not a tax rate in percent; "
+            "give one from 0 to 99.99, like 19 or 7.7"
+        )
+    return rate
+
+
+def _env_pools() -> tuple[tuple[str, int], ...]:
+    """LABYARD_POOLS: `NAME=COUNT` pairs, comma-separated (`linux=2,docker=1`): catalog
+    entries to keep that many playgrounds of warm, so their starts are claims."""
+    value = os.environ.get("LABYARD_POOLS", "").strip()
+    pools: dict[str, int] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, _, count = entry.partition("=")
+        name, count = name.strip(), count.strip()
+        if not (name and count.isdigit() and int(count) <= 100):
+            raise InvalidInput(
+                f"LABYARD_POOLS entry {entry!r} is not NAME=COUNT with a count from 0 to 100; "
+                "give entries like linux=2,docker=1"
+            )
+        pools[name] = int(count)
+    return tuple(pools.items())
+
+
+def _env_lines(name: str) -> str:
+    """A multi-line value: real newlines, or a literal `\\n` (env files hold one line)."""
+    return os.environ.get(name, "").replace("\\n", "\n").strip()
 
 
 @dataclass(frozen=True)
@@ -92,6 +132,32 @@ class Settings:
     """LABYARD_STRIPE_API_BASE: where Stripe's API is (empty: the real one,
     https://api.stripe.com); the tests point it at a local stand-in."""
 
+    seller_name: str = ""
+    """LABYARD_SELLER_NAME: who sells, as invoices print it (a company, or a person)."""
+
+    seller_address: str = ""
+    """LABYARD_SELLER_ADDRESS: the seller's postal address, one line per line (newlines, or
+    a literal `\\n` between lines)."""
+
+    seller_vat_id: str = ""
+    """LABYARD_SELLER_VAT_ID: the seller's VAT (or other tax) number, printed on invoices."""
+
+    seller_email: str = ""
+    """LABYARD_SELLER_EMAIL: where buyers write about an invoice."""
+
+    tax_rate_percent: Decimal = Decimal(0)
+    """LABYARD_TAX_RATE_PERCENT: the tax rate invoices show when the payment provider
+    reported no tax (manual orders; Stripe without Stripe Tax). Plan prices include it: at
+    20, a 15.00 price is 12.50 net plus 2.50 tax. 0 by default."""
+
+    tax_label: str = "VAT"
+    """LABYARD_TAX_LABEL: what invoices call the tax (`VAT`, `GST`, `Sales tax`)."""
+
+    pools: tuple[tuple[str, int], ...] = ()
+    """LABYARD_POOLS (`linux=2,docker=1`): per catalog entry, how many playgrounds to keep
+    warm, so a start of it claims one instead of booting (services/pools.py). None by
+    default."""
+
     @property
     def instance(self) -> str:
         """Short tag that marks host resources (links, netns, cgroups, nft) as this instance's,
@@ -133,4 +199,11 @@ class Settings:
             stripe_secret_key=os.environ.get("LABYARD_STRIPE_SECRET_KEY", ""),
             stripe_webhook_secret=os.environ.get("LABYARD_STRIPE_WEBHOOK_SECRET", ""),
             stripe_api_base=os.environ.get("LABYARD_STRIPE_API_BASE", "").rstrip("/"),
+            seller_name=os.environ.get("LABYARD_SELLER_NAME", "").strip(),
+            seller_address=_env_lines("LABYARD_SELLER_ADDRESS"),
+            seller_vat_id=os.environ.get("LABYARD_SELLER_VAT_ID", "").strip(),
+            seller_email=os.environ.get("LABYARD_SELLER_EMAIL", "").strip(),
+            tax_rate_percent=_env_tax_rate(),
+            tax_label=os.environ.get("LABYARD_TAX_LABEL", "").strip() or "VAT",
+            pools=_env_pools(),
         )

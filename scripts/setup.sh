@@ -13,6 +13,7 @@ PACKAGES=(
   runc mmdebstrap iproute2 nftables e2fsprogs util-linux procps
   openssh-client openssh-server python3-venv ca-certificates
   postgresql
+  fonts-dejavu-core fonts-droid-fallback  # invoice PDFs: Latin etc., and CJK names
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,7 @@ import asyncssh
 
 from labyard.access._errors import describe, translate, translated
 from labyard.access.commands import ExecResult, run_command
+from labyard.access.files import MachineFiles, open_files
 from labyard.access.keys import import_private_key, import_public_key
 from labyard.access.pty import PtySession
 from labyard.errors import AccessFailure
@@ -162,6 +164,13 @@ class Connection:
         with translated(self._target.where, f"download {remote} to {local}"):
             async with self._conn.start_sftp_client() as sftp:
                 await sftp.get(remote, str(local), recurse=True, preserve=True)
+
+    def files(self, user: str | None = None) -> AbstractAsyncContextManager[MachineFiles]:
+        """An SFTP session in the machine as `user` (the login user by default), with that
+        user's file permissions (see access/files.py); `async with` it."""
+        return open_files(
+            self._conn, self._target.where, self._target.user, user or self._target.user
+        )
 
     async def forward_local_port(
         self, listen_host: str, listen_port: int, dest_host: str, dest_port: int

@@ -24,6 +24,7 @@ from labyard.api.deps import (
 from labyard.api.web import render
 from labyard.errors import CsrfFailed, LabyardError
 from labyard.services import User
+from labyard.services.countries import NAMES as COUNTRIES
 
 router = APIRouter(include_in_schema=False)
 
@@ -138,16 +139,46 @@ async def logout_form(request: Request) -> Response:
 
 @router.get("/account", response_model=None)
 def account_page(request: Request) -> Response:
-    """The signed-in account: its plan, when it ends, its orders, the subscription portal."""
+    """The signed-in account: its plan, when it ends, its orders, the subscription portal,
+    its teams."""
     user = page_user(request)
     if user is None:
         return to_login(request)
     return _account(request, user)
 
 
-def _account(request: Request, user: User, error: str = "", status: int = 200) -> Response:
-    billing = get_labyard(request).billing.summary(user)
-    return render(request, "account.html", {"billing": billing, "error": error}, status)
+def _account(
+    request: Request,
+    user: User,
+    error: str = "",
+    status: int = 200,
+    profile_form: dict[str, str] | None = None,
+) -> Response:
+    labyard = get_labyard(request)
+    context = {
+        "billing": labyard.billing.summary(user),
+        "teams": labyard.teams.list(user),
+        "error": error,
+        "profile_form": profile_form,
+        "countries": sorted(COUNTRIES.items(), key=lambda item: item[1]),
+    }
+    return render(request, "account.html", context, status)
+
+
+@router.post("/account/billing-profile", response_model=None)
+async def billing_profile_form(request: Request) -> Response:
+    """ "Save billing details": whom invoices issued from now on are made out to."""
+    user = page_user(request)
+    if user is None:
+        return to_login(request)
+    form: dict[str, str] = {}
+    try:
+        form = await _form(request)
+        fields = [form.get(key, "") for key in ("name", "address", "country", "vat_id")]
+        await run_in_threadpool(get_labyard(request).billing.profiles.put, user, *fields)
+    except LabyardError as exc:
+        return _account(request, user, exc.message, exc.http_status, profile_form=form)
+    return RedirectResponse("/account#billing-profile", status_code=303)
 
 
 @router.post("/account/portal", response_model=None)

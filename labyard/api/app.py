@@ -16,17 +16,31 @@ from sqlalchemy.exc import DataError
 
 from labyard.api import (
     account_pages,
+    admin_pages,
     analytics,
     attempts,
     auth,
     billing,
+    class_pages,
+    classes,
     content,
+    files,
     health,
+    invoices,
     learn_pages,
+    look_pages,
+    looks,
+    lti,
     pages,
     playgrounds,
     ports,
+    pricing,
+    promos,
+    saved,
     shares,
+    task_devtools,
+    team_pages,
+    teams,
     terminals,
     tunnel,
     web,
@@ -56,16 +70,19 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = None
+        task = pools = None
         if interval_s is not None:
             app.state.reconciler = Heartbeat(interval_s)
             task = asyncio.create_task(reconcile_forever(labyard.playgrounds, app.state.reconciler))
+            pools = asyncio.create_task(labyard.pools.keep_warm_forever())  # services/pools.py
         await labyard.attempts.resume()  # checks of attempts under way go on after a restart
         yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # a host step under way finishes first (see runtime/local)
+        for background in (task, pools):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background  # a host step under way finishes first (runtime/local)
+        await labyard.pools.close()
         await labyard.attempts.shutdown()
 
     app = FastAPI(
@@ -124,6 +141,8 @@ def create_app(
         auth.router,
         playgrounds.router,
         attempts.router,
+        files.router,
+        task_devtools.router,
         health.router,
         tunnel.router,
         shares.router,
@@ -132,15 +151,31 @@ def create_app(
         learn_pages.api_router,
         billing.router,
         analytics.router,
+        invoices.router,
+        pricing.api_router,
+        promos.router,
+        teams.router,
+        classes.router,
+        looks.router,
+        lti.router,
+        saved.router,
     ):
         app.include_router(router)
     app.add_middleware(ports.SubdomainPorts, domain=labyard.settings.ports_domain)
     # Web UI: pages, the terminal WebSocket and static files (see labyard/api/web.py).
     for router in (
         account_pages.router,
+        admin_pages.router,
         analytics.pages,
         pages.router,
+        pricing.router,
+        promos.pages,
         learn_pages.router,
+        team_pages.router,
+        class_pages.router,
+        look_pages.router,
+        lti.pages,
+        saved.pages,
         terminals.router,
     ):
         app.include_router(router)

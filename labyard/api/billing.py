@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from labyard.api.deps import LabyardDep, UserDep
+from labyard.api.pricing import client_country
 from labyard.errors import BadWebhook
 
 router = APIRouter(prefix="/api", tags=["billing"])
@@ -22,6 +23,11 @@ class CheckoutBody(BaseModel):
     interval: Literal["monthly", "yearly", "lifetime"]
     seats: int | None = Field(None, ge=1, le=10_000)
     """Buy seats for a team (monthly or yearly) instead of a plan for yourself."""
+    team_id: str | None = Field(None, max_length=16)
+    """With `seats`: add them to this team (its admins buy more); without, a paid seats
+    order makes a new team with the buyer as its admin."""
+    promo_code: str | None = Field(None, max_length=40)
+    """A promo code (docs/pricing.md): refused with a 422 saying why when it does not apply."""
 
 
 class CheckoutOut(BaseModel):
@@ -35,9 +41,17 @@ class CheckoutOut(BaseModel):
 def checkout(
     body: CheckoutBody, request: Request, user: UserDep, labyard: LabyardDep
 ) -> CheckoutOut:
-    """Create an order for the signed-in account and start paying for it."""
+    """Create an order for the signed-in account and start paying for it, priced for the
+    caller's country (from their IP address) and `promo_code`."""
     order, url = labyard.billing.orders.checkout(
-        user, body.plan, body.interval, str(request.base_url), seats=body.seats
+        user,
+        body.plan,
+        body.interval,
+        str(request.base_url),
+        seats=body.seats,
+        team_id=body.team_id,
+        country=client_country(request),
+        promo_code=body.promo_code or None,
     )
     return CheckoutOut(order_id=order.id, url=url)
 

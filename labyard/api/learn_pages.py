@@ -151,6 +151,7 @@ async def _item_page(request: Request, key: str, kind: str) -> Response:
             "attempt": latest.to_json() if latest and latest.state != "ended" else None,
             "solution": _solution_rule(item),
             "signed_in": user is not None,
+            "classes": get_labyard(request).classes.running_with(user, key) if user else [],
         },
     }
     return render(request, "learn_item.html", context)

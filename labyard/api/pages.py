@@ -36,9 +36,11 @@ def landing(request: Request) -> Response:
 
 @router.get("/catalog", response_model=None)
 def catalog(request: Request) -> Response:
-    if page_user(request) is None:
+    user = page_user(request)
+    if user is None:
         return to_login(request)
-    return render(request, "catalog.html", {"catalog": _catalog(request)})
+    saved = [s.to_json() for s in get_labyard(request).saved.list(user.owner)]  # theirs only
+    return render(request, "catalog.html", {"catalog": _catalog(request), "saved": saved})
 
 
 @router.post("/playgrounds", response_model=None)

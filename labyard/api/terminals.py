@@ -8,7 +8,10 @@ or `Authorization: Bearer`). Protocol:
 - binary frames carry terminal bytes, both ways (UTF-8 is decoded by the terminal emulator);
 - text frames from the client are JSON control messages: `{"type": "resize", "cols": C,
   "rows": R}`, and `{"type": "ack", "bytes": N}` once the client has rendered N more bytes;
-- the server sends `{"type": "exit", "code": N}` when the shell ends, then closes (1000).
+- the server sends `{"type": "exit", "code": N}` when the shell ends, then closes (1000);
+- and `{"type": "looks", "looks": [...]}` whenever who is looking over the owner's shoulder
+  changes (an instructor's read-only view, api/looks.py): the page shows a banner while
+  the list is not empty.
 
 Refusals happen after the handshake: the server accepts, sends `{"type": "error",
 "message": ..., "reason": ...}` and closes with 4000 + the HTTP status the same failure has
@@ -36,6 +39,7 @@ from starlette.websockets import WebSocketState
 from labyard.api.deps import get_labyard, websocket_user
 from labyard.api.health import TERMINALS
 from labyard.errors import AccessFailure, InvalidInput, LabyardError
+from labyard.services.looks import Looks
 from labyard.services.terminals import DEFAULT_TAB, Terminal, check_size, open_terminal
 
 router = APIRouter(prefix="/api", tags=["terminals"])
@@ -108,7 +112,7 @@ async def terminal(websocket: WebSocket, playground_id: str, machine: str) -> No
     TERMINALS.inc()
     try:
         async with attached:
-            await _bridge(websocket, attached)
+            await _bridge(websocket, attached, get_labyard(websocket).looks, playground_id)
         # Still open when input failed (e.g. the machine went away mid-write): say so, so
         # the page reconnects rather than waiting.
         await _close(websocket, 1011, "the terminal ended unexpectedly")
@@ -116,19 +120,37 @@ async def terminal(websocket: WebSocket, playground_id: str, machine: str) -> No
         TERMINALS.dec()
 
 
-async def _bridge(websocket: WebSocket, attached: Terminal) -> None:
+async def _bridge(
+    websocket: WebSocket, attached: Terminal, looks: Looks, playground_id: str
+) -> None:
     window = _Window()
     output = asyncio.create_task(_pump_output(websocket, attached, window))
     incoming = asyncio.create_task(_pump_input(websocket, attached, window))
+    watched = asyncio.create_task(_tell_looks(websocket, looks, playground_id))
     try:
         done, _ = await asyncio.wait((output, incoming), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (output, incoming):
+        for task in (output, incoming, watched):
             task.cancel()
-        await asyncio.gather(output, incoming, return_exceptions=True)
+        await asyncio.gather(output, incoming, watched, return_exceptions=True)
     for task in done:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("terminal ended with an error: %s", exc)
+
+
+async def _tell_looks(websocket: WebSocket, looks: Looks, playground_id: str) -> None:
+    """Tell the owner who is watching, whenever that changes (nothing while nobody is)."""
+    with (
+        contextlib.suppress(WebSocketDisconnect, RuntimeError),
+        looks.subscribe(playground_id) as changes,
+    ):
+        told: list[dict[str, object]] = []
+        while True:
+            current = [look.to_json() for look in looks.at(playground_id)]
+            if current != told:
+                told = current
+                await websocket.send_json({"type": "looks", "looks": current})
+            await changes.get()
 
 
 async def _pump_output(websocket: WebSocket, attached: Terminal, window: _Window) -> None:

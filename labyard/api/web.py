@@ -1,8 +1,8 @@
 """What HTML pages share: templates, the CSRF cookie for forms, and the static files.
 
-xterm.js and uPlot are not vendored into the repository: `npm ci` (scripts/setup.sh) puts
-them in `node_modules/`, and the few folders the pages need are served from there as they
-are.
+xterm.js, uPlot and CodeMirror are not vendored into the repository: `npm ci`
+(scripts/setup.sh) puts them in `node_modules/`, and the few folders the pages need are
+served from there as they are (no build step).
 """
 
 from __future__ import annotations
@@ -33,6 +33,36 @@ VENDOR = {
     "/static/vendor/uplot": "uplot/dist",  # the analytics dashboard's charts
 }
 
+# The editor tab's CodeMirror 6: ES modules across several packages that import each other
+# by bare name. Served unbundled: each package's folder is mounted, and the pages that edit
+# carry an import map (`import_map`, from _import_map.html) resolving every name to its file.
+ES_MODULES = {
+    # specifier: (folder inside node_modules, entry file in it)
+    "codemirror": ("codemirror/dist", "index.js"),
+    "@codemirror/autocomplete": ("@codemirror/autocomplete/dist", "index.js"),
+    "@codemirror/commands": ("@codemirror/commands/dist", "index.js"),
+    "@codemirror/language": ("@codemirror/language/dist", "index.js"),
+    "@codemirror/lint": ("@codemirror/lint/dist", "index.js"),
+    "@codemirror/search": ("@codemirror/search/dist", "index.js"),
+    "@codemirror/state": ("@codemirror/state/dist", "index.js"),
+    "@codemirror/streamparser": ("@codemirror/streamparser/dist", "index.js"),
+    "@codemirror/view": ("@codemirror/view/dist", "index.js"),
+    "@lezer/common": ("@lezer/common/dist", "index.js"),
+    "@lezer/highlight": ("@lezer/highlight/dist", "index.js"),
+    "@lezer/lr": ("@lezer/lr/dist", "index.js"),
+    "@marijn/find-cluster-break": ("@marijn/find-cluster-break/src", "index.js"),
+    "crelt": ("crelt", "index.js"),
+    "style-mod": ("style-mod/src", "style-mod.js"),
+    "w3c-keyname": ("w3c-keyname", "index.js"),
+}
+VENDOR.update({f"/static/vendor/esm/{name}": folder for name, (folder, _) in ES_MODULES.items()})
+IMPORT_MAP = {
+    "imports": {
+        name: f"/static/vendor/esm/{name}/{entry}" for name, (_, entry) in ES_MODULES.items()
+    }
+}
+"""What `<script type="importmap">` holds on pages with an editor."""
+
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
@@ -57,6 +87,7 @@ def number(x: float) -> str:
 
 
 templates.env.filters.update(duration=duration, size=size, number=number)
+templates.env.globals["import_map"] = IMPORT_MAP
 
 
 def mount_static(app: FastAPI) -> None:

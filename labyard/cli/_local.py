@@ -7,6 +7,8 @@ stack, from the database to the runtime.
 from __future__ import annotations
 
 import asyncio
+import builtins
+from typing import Any
 
 from labyard.access import Connection
 from labyard.cli._pipes import Stream, TcpStream
@@ -16,6 +18,8 @@ from labyard.errors import AccessFailure, Conflict
 from labyard.manifest import load_manifest
 from labyard.services import Labyard, reconcile
 from labyard.services import Playground as Found
+from labyard.services.tasks.pool import MachinePool
+from labyard.services.tasks.runs import RunLog
 from labyard.settings import Settings
 
 _CONNECT_TIMEOUT_S = 10.0
@@ -31,6 +35,8 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self.labyard = Labyard(Settings.from_env())
+        self._observer: tuple[str, RunLog, MachinePool] | None = None
+        """`content debug`'s: the playground, its checks' output, its SSH connections."""
 
     async def start(self, source: str, lifetime_s: int | None) -> Playground:
         manifest = load_manifest(source)
@@ -55,6 +61,18 @@ class LocalBackend:
     async def connect(self, playground_id: str, machine: str | None) -> Connection:
         return await self.labyard.playgrounds.connect(playground_id, machine)
 
+    async def save(self, playground_id: str, name: str) -> dict[str, Any]:
+        return (await self.labyard.saved.save(playground_id, name)).to_json()
+
+    async def fork(self, playground_id: str) -> Playground:
+        return _view(await self.labyard.saved.fork(playground_id))
+
+    async def start_saved(self, name: str, lifetime_s: int | None) -> Playground:
+        return _view(await self.labyard.saved.start("", name, lifetime_s=lifetime_s))
+
+    async def saved(self) -> builtins.list[dict[str, Any]]:
+        return [s.to_json() for s in self.labyard.saved.list("")]
+
     async def ssh_keys(self, playground_id: str) -> SshKeys:
         playground = await self.labyard.playgrounds.get(playground_id)
         targets = [
@@ -78,5 +96,16 @@ class LocalBackend:
         except (OSError, TimeoutError) as exc:
             raise AccessFailure(f"nothing accepts SSH connections on {target.where}") from exc
 
+    async def devtools(self, playground_id: str) -> dict[str, Any]:
+        """The server's checker and its output live in the server: here the running tasks'
+        checks are run once more per call, into a log kept across calls (devtools.py)."""
+        if self._observer is None or self._observer[0] != playground_id:
+            pool = MachinePool(self.labyard.playgrounds, playground_id)
+            self._observer = (playground_id, RunLog(), pool)
+        _, log, pool = self._observer
+        return await self.labyard.task_dev_tools.observe(playground_id, log, pool)
+
     async def close(self) -> None:
+        if self._observer is not None:
+            self._observer[2].close()
         self.labyard.close()

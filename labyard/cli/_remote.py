@@ -9,6 +9,7 @@ them, so `playground list` and friends start with the HTTP client only.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import importlib
 import json
@@ -81,6 +82,28 @@ class RemoteBackend:
         path = f"/api/playgrounds/{playground_id}"
         await self.api.call("DELETE", path, timeout=_START_TIMEOUT_S)
 
+    async def save(self, playground_id: str, name: str) -> dict[str, Any]:
+        path = f"/api/playgrounds/{playground_id}/save"
+        saved: dict[str, Any] = await self.api.call(
+            "POST", path, {"name": name}, timeout=_START_TIMEOUT_S
+        )
+        return saved
+
+    async def fork(self, playground_id: str) -> Playground:
+        path = f"/api/playgrounds/{playground_id}/fork"
+        return Playground.from_json(await self.api.call("POST", path, timeout=_START_TIMEOUT_S))
+
+    async def start_saved(self, name: str, lifetime_s: int | None) -> Playground:
+        path = f"/api/saved-playgrounds/{name}/start"
+        body = {"lifetime_s": lifetime_s}
+        return Playground.from_json(
+            await self.api.call("POST", path, body, timeout=_START_TIMEOUT_S)
+        )
+
+    async def saved(self) -> builtins.list[dict[str, Any]]:
+        found: builtins.list[dict[str, Any]] = await self.api.call("GET", "/api/saved-playgrounds")
+        return found
+
     async def ssh_keys(self, playground_id: str) -> SshKeys:
         data = await self.api.call("GET", f"/api/playgrounds/{playground_id}/ssh-config")
         return SshKeys(
@@ -118,6 +141,12 @@ class RemoteBackend:
         if machine is None:
             machine = (await self.get(playground_id)).machines[0].name
         return await open_tunnel(self.login.server, self.login.token, playground_id, machine)
+
+    async def devtools(self, playground_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = await self.api.call(
+            "GET", f"/api/playgrounds/{playground_id}/devtools"
+        )
+        return view
 
     async def close(self) -> None:
         for relay in list(self._relays):

@@ -17,6 +17,8 @@ from rich.table import Table
 
 from labyard.cli import admin_analytics
 from labyard.cli._common import err, out, print_json
+from labyard.cli.admin_lti import lti
+from labyard.cli.admin_promo import promo
 from labyard.errors import InvalidInput, ManifestError, SettingsFileError
 from labyard.settings import Settings
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 admin = typer.Typer(
     help="Administer accounts, plans, orders and the business.", no_args_is_help=True
 )
+admin.add_typer(promo, name="promo")
+admin.add_typer(lti, name="lti")
 admin.command("analytics")(admin_analytics.analytics)
 
 
@@ -54,7 +58,7 @@ def _password() -> str:
 @admin.command("create-user")
 def create_user(
     email: str,
-    role: str = typer.Option("learner", help="learner, author or admin."),
+    role: str = typer.Option("learner", help="learner, author, instructor or admin."),
     plan: str = typer.Option("free", help="free or premium."),
 ) -> None:
     """Create an account; the password is read from stdin when it is not a terminal."""

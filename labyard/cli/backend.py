@@ -11,9 +11,10 @@ listing a server's playgrounds loads no SSH, database or server code.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from labyard.cli import credentials
 from labyard.cli._views import Playground
@@ -54,10 +55,23 @@ class Backend(Protocol):
 
     async def destroy(self, playground_id: str) -> None: ...
 
+    async def save(self, playground_id: str, name: str) -> dict[str, Any]:
+        """Save a stopped playground as NAME (images plus a manifest)."""
+
+    async def fork(self, playground_id: str) -> Playground:
+        """Start a copy of a running or stopped playground."""
+
+    async def start_saved(self, name: str, lifetime_s: int | None) -> Playground: ...
+
+    async def saved(self) -> builtins.list[dict[str, Any]]: ...
+
     async def connect(self, playground_id: str, machine: str | None) -> Connection:
         """An SSH connection to a machine (the first one by default); close it after."""
 
     async def ssh_keys(self, playground_id: str) -> SshKeys: ...
+
+    async def devtools(self, playground_id: str) -> dict[str, Any]:
+        """The authors' task view of the attempt in a playground (`content debug`)."""
 
     async def open_stream(self, playground_id: str, machine: str | None) -> Stream:
         """Raw bytes to and from the machine's sshd."""

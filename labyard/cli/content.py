@@ -1,4 +1,4 @@
-"""`labyard content new|validate|schema|preview|test|import killercoda`.
+"""`labyard content new|validate|schema|preview|test|debug|import killercoda`.
 
 `labyard.content` (front matter models, Markdown, importers) is imported by the commands.
 """
@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import typer
 
-from labyard.cli import content_test
+from labyard.cli import content_debug, content_test
 from labyard.cli._common import err
 from labyard.errors import ManifestError
 
@@ -24,6 +24,8 @@ app.add_typer(importer, name="import")
 
 # `labyard content test`: the task engine's, in its own module.
 app.command("test")(content_test.test)
+# `labyard content debug`: the authors' task panel in a terminal.
+app.command("debug")(content_debug.debug)
 
 
 def _result(line: str) -> None:

@@ -21,6 +21,7 @@ from labyard.cli import (
     account,
     admin,
     backend,
+    classes,
     content,
     images,
     machines,
@@ -50,6 +51,7 @@ cli.command("logout")(account.logout)
 cli.command("serve")(server.serve)
 cli.add_typer(admin.admin, name="admin")
 cli.add_typer(content.app, name="content")
+cli.add_typer(classes.app, name="class")
 
 
 @cli.callback()

@@ -1,4 +1,4 @@
-"""`labyard playground start|list|status|stop|restart|destroy|schema`."""
+"""`labyard playground start|list|status|stop|restart|destroy|save|fork|saved|schema`."""
 
 from __future__ import annotations
 
@@ -39,12 +39,17 @@ def _table(playgrounds: list[Playground]) -> Table:
 def start(
     name_or_manifest: str = typer.Argument(..., help="A built-in playground or a manifest file."),
     lifetime: int = typer.Option(None, help="Lifetime in seconds (default: the manifest's)."),
+    from_saved: bool = typer.Option(
+        False, "--saved", help="NAME is one of your saved playgrounds (`playground saved`)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Start a playground; prints its id once every machine answers SSH."""
 
     async def work(backend: Backend) -> Playground:
         with err.status(f"starting {name_or_manifest}…"):
+            if from_saved:
+                return await backend.start_saved(name_or_manifest, lifetime)
             return await backend.start(name_or_manifest, lifetime)
 
     playground = run_on(work)
@@ -99,6 +104,54 @@ def destroy(playground_ids: list[str]) -> None:
             err.print(f"destroyed {playground_id}")
 
     run_on(work)
+
+
+@app.command()
+def save(
+    playground_id: str,
+    name: str = typer.Argument(..., help="Its name among your saved playgrounds."),
+) -> None:
+    """Save a stopped playground's machines, with everything installed or written in them,
+    as new images plus a manifest; start it again with `labyard playground start --saved`."""
+
+    async def work(backend: Backend) -> dict[str, object]:
+        with err.status(f"saving {playground_id} as {name}…"):
+            return await backend.save(playground_id, name)
+
+    saved = run_on(work)
+    out.print(saved["name"])
+    err.print(f"start it with: labyard playground start --saved {name}")
+
+
+@app.command()
+def fork(playground_id: str, as_json: bool = JSON) -> None:
+    """Start a copy of a running (frozen for a moment while copied) or stopped playground;
+    prints the copy's id."""
+
+    async def work(backend: Backend) -> Playground:
+        with err.status(f"forking {playground_id}…"):
+            return await backend.fork(playground_id)
+
+    copy = run_on(work)
+    if as_json:
+        print_json(copy.to_json())
+    else:
+        out.print(copy.id)
+        err.print(f"enter it with: labyard ssh {copy.id}")
+
+
+@app.command()
+def saved(as_json: bool = JSON) -> None:
+    """Your saved playgrounds."""
+    found = run_on(lambda backend: backend.saved())
+    if as_json:
+        print_json(found)
+        return
+    table = Table("NAME", "MACHINES", "SAVED", "FROM")
+    for s in found:
+        machines = ", ".join(f"{m['name']} ({m['image']})" for m in s["machines"])
+        table.add_row(s["name"], machines, s["created_at"][:19], s["source_playground_id"])
+    out.print(table)
 
 
 @app.command()

@@ -12,11 +12,13 @@
     ::                         ::                            :alt: A diagram
                                                              ::
 
-The `---` lines around the props are optional. Values may be quoted like YAML scalars. A
-block closes at the next line made only of colons (`::`, `:::`), innermost block first, so
-blocks nest. Lines inside fenced code are never read as blocks. Killercoda's ```` ```{{exec}} ````
-closing fences are moved into the opening fence's info string (```` ```bash {{exec}} ````),
-where the Markdown renderer picks them up.
+`::open-file` (`:path:`; optional `:machine:`, `:user:`, `:label:`) is a button that
+opens the file in the lab's editor tab. The `---` lines around the props are optional.
+Values may be quoted like YAML scalars. A block closes at the next line made only of colons
+(`::`, `:::`), innermost block first, so blocks nest. Lines inside fenced code are never
+read as blocks. Killercoda's ```` ```{{exec}} ```` closing fences are moved into the
+opening fence's info string (```` ```bash {{exec}} ````), where the Markdown renderer picks
+them up.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ PROPS: dict[str, frozenset[str]] = {
     # iximiuz Labs' boxes for side notes and collapsible details:
     "remark-box": frozenset({"kind"}),
     "details-box": frozenset({"summary"}),
+    # a button that opens a machine's file in the lab's editor tab (docs/content-format.md)
+    "open-file": frozenset({"path", "machine", "user", "label"}),
 }
 REMARK_KINDS = ("info", "warning", "error")
 TASK_BLOCKS = {"simple-task": "simple", "user-input-task": "input"}

@@ -151,6 +151,8 @@ def _blocks(parsed: Parsed, tasks: dict[str, Task], folder: Path) -> Iterator[tu
                 yield block.line, "::image-box.src", "missing: name the image file"
             elif problem := _static_problem(folder, src):
                 yield block.prop_line("src"), "::image-box.src", problem
+        elif block.name == "open-file" and not block.props.get("path"):
+            yield block.line, "::open-file.path", "missing: name the file to open"
         elif block.name == "remark-box" and block.props.get("kind", "info") not in REMARK_KINDS:
             yield (
                 block.prop_line("kind"),

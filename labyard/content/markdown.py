@@ -12,6 +12,9 @@ What the page gets:
   `<details class="details">` for a details box; `<aside class="remark remark-KIND">` for a
   remark box (KIND info, warning or error).
 - `<figure class="image-box"><img src=STATIC_URL alt=...></figure>` for an image box.
+- `<button class="open-file" data-path=P [data-machine=M] [data-user=U]>` for an open-file
+  block; a link to `open-file:PATH` (or `open-file:MACHINE:PATH`) is left as a link: the
+  page opens both in its editor tab.
 - `<pre data-copy [data-run]><code class="language-X">` for fenced code: `data-run` for shell
   languages (sh, bash, shell, console or none) so the page adds a run-in-terminal button.
   Killercoda's `{{exec}}` / `{{copy}}` after inline or fenced code set the same attributes.
@@ -95,6 +98,8 @@ def _block(block: Block, env: dict[str, Any]) -> str:
         return f'<aside class="remark remark-{_attr(kind)}">\n{inner["default"]}</aside>\n'
     if block.name == "image-box":
         return _image_box(block, env)
+    if block.name == "open-file":
+        return _open_file(block)
     return f'<div class="block" data-block="{_attr(block.name)}">\n{inner["default"]}</div>\n'
 
 
@@ -120,6 +125,17 @@ def _image_box(block: Block, env: dict[str, Any]) -> str:
     if width is not None:
         attrs["style"] = f"max-width: {width.group(1)}{width.group(2) or 'px'}"
     return f'<figure class="image-box"><img{_attrs(attrs)}></figure>\n'
+
+
+def _open_file(block: Block) -> str:
+    """A button the page wires to its editor tab (static/editor.js)."""
+    path = block.props.get("path", "")
+    attrs = {"type": "button", "class": "button ghost small open-file", "data-path": path}
+    for prop in ("machine", "user"):
+        if block.props.get(prop):
+            attrs[f"data-{prop}"] = block.props[prop]
+    label = html.escape(block.props.get("label") or f"Open {path}")
+    return f'<p class="open-file-block"><button{_attrs(attrs)}>{label}</button></p>\n'
 
 
 def _url(src: str, env: dict[str, Any]) -> str:

@@ -6,7 +6,13 @@ from functools import cache
 from pathlib import Path
 
 from labyard.errors import ManifestError
-from labyard.manifest import Manifest, builtin_names, load_manifest, manifest_from_source
+from labyard.manifest import (
+    Manifest,
+    builtin_names,
+    external_names,
+    load_manifest,
+    manifest_from_source,
+)
 from labyard.manifest.source import read_yaml
 
 
@@ -17,10 +23,11 @@ class PlaygroundIndex:
     def get(self, name: str) -> Manifest | None:
         if name in self.own:
             return self.own[name]
-        return _builtin(name) if name in builtin_names() else None
+        # labyard's k3s playgrounds too (listed in the catalog only where their image is built)
+        return _builtin(name) if name in {*builtin_names(), *external_names()} else None
 
     def names(self) -> list[str]:
-        return sorted({*self.own, *builtin_names()})
+        return sorted({*self.own, *builtin_names(), *external_names()})
 
 
 @cache

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labyard.errors import ImageBuildFailed
+from labyard.errors import ImageBuildFailed, InvalidInput
+from labyard.images.inputs import gather_inputs
 from labyard.images.recipe import RECIPES_DIR, ResolvedRecipe, resolve
 from labyard.images.store import Image, find_image, image_dir
 
@@ -41,9 +42,18 @@ def build_image(
     force: bool = False,
     progress: Progress = _quiet,
     recipes_dir: Path = RECIPES_DIR,
+    files: dict[str, Path] | None = None,
 ) -> Image:
-    """Build `name` unless an image from the same recipe digest exists (or `force`)."""
+    """Build `name` unless an image from the same recipe digest exists (or `force`).
+    `files` gives the recipe's inputs as local files (by input name); the others are
+    downloaded (inputs.py)."""
     recipe = resolve(name, recipes_dir)
+    unknown = sorted(set(files or {}) - {i.name for i in recipe.inputs})
+    if unknown:
+        raise InvalidInput(
+            f"image {name!r} has no build input {', '.join(map(repr, unknown))} "
+            f"(its inputs: {', '.join(i.name for i in recipe.inputs) or 'none'})"
+        )
     target = image_dir(images_dir, recipe)
     with _build_lock(images_dir, name):
         if (target / "image.json").exists() and not force:
@@ -52,7 +62,9 @@ def build_image(
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=images_dir))
         try:
             started = time.monotonic()
-            _mmdebstrap(recipe, staging / "rootfs", progress)
+            inputs = gather_inputs(recipe, files or {}, staging / "inputs", progress)
+            _mmdebstrap(recipe, staging / "rootfs", progress, inputs)
+            shutil.rmtree(staging / "inputs", ignore_errors=True)
             _write_meta(staging, recipe)
             if target.exists():
                 shutil.rmtree(target)
@@ -64,8 +76,16 @@ def build_image(
     return find_image(images_dir, name, recipes_dir)
 
 
-def _setup_hooks(recipe: ResolvedRecipe, workdir: Path) -> list[str]:
+def _setup_hooks(
+    recipe: ResolvedRecipe, workdir: Path, inputs: dict[str, Path] | None = None
+) -> list[str]:
     hooks: list[str] = []
+    for item in recipe.inputs:  # before the set-up scripts, which may use them
+        hooks += [
+            f'--customize-hook=mkdir -p "$1{Path(item.path).parent!s}"',
+            f"--customize-hook=upload {(inputs or {})[item.name]} {item.path}",
+            f'--customize-hook=chmod {item.mode} "$1{item.path}"',
+        ]
     for i, script in enumerate(recipe.setup_scripts):
         path = workdir / f"setup-{i}.sh"
         path.write_text(script)
@@ -77,7 +97,12 @@ def _setup_hooks(recipe: ResolvedRecipe, workdir: Path) -> list[str]:
     return hooks
 
 
-def _mmdebstrap(recipe: ResolvedRecipe, rootfs: Path, progress: Progress) -> None:
+def _mmdebstrap(
+    recipe: ResolvedRecipe,
+    rootfs: Path,
+    progress: Progress,
+    inputs: dict[str, Path] | None = None,
+) -> None:
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildFailed("mmdebstrap is not installed; run scripts/setup.sh first")
     with tempfile.TemporaryDirectory() as workdir:
@@ -86,7 +111,7 @@ def _mmdebstrap(recipe: ResolvedRecipe, rootfs: Path, progress: Progress) -> Non
             f"--variant={recipe.variant}",
             f"--include={','.join(recipe.packages)}",
             "--aptopt=Acquire::Retries 3",
-            *_setup_hooks(recipe, Path(workdir)),
+            *_setup_hooks(recipe, Path(workdir), inputs),
         ]
         if recipe.mirror is not None:  # another distribution's archive, with its keys
             if not Path(recipe.mirror.keyring).is_file():

@@ -37,6 +37,20 @@ class Mirror(BaseModel):
     components: list[str] = ["main"]
 
 
+class BuildInput(BaseModel):
+    """A file the build needs from outside the Debian archive (k3s's binary, say): pinned by
+    URL and SHA-256, downloaded at build time or given as a local file
+    (`labyard image build NAME --file NAME=PATH`), and placed at `path` in the image."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,63}$")
+    url: str = Field(pattern=r"^https?://\S+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    path: str = Field(pattern=r"^/\S+$")
+    mode: str = Field("0644", pattern=r"^0?[0-7]{3,4}$")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +67,8 @@ class Recipe(BaseModel):
     setup: str = ""
     """Shell script run inside the new root filesystem (after the parent's)."""
     machine: MachineNeeds = MachineNeeds()
+    inputs: list[BuildInput] = []
+    """Files from outside the archive, placed before `setup` runs."""
 
 
 class ResolvedRecipe(BaseModel):
@@ -68,6 +84,7 @@ class ResolvedRecipe(BaseModel):
     setup_scripts: list[str]
     machine: MachineNeeds
     mirror: Mirror | None = None
+    inputs: list[BuildInput] = []
 
     @property
     def digest(self) -> str:
@@ -75,6 +92,8 @@ class ResolvedRecipe(BaseModel):
         recipe = self.model_dump(mode="json")
         if recipe["mirror"] is None:
             del recipe["mirror"]  # Debian's: hashed as before mirrors could be named
+        if not recipe["inputs"]:
+            del recipe["inputs"]  # likewise, as before recipes could have inputs
         payload = json.dumps([BUILDER_VERSION, recipe], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -120,4 +139,5 @@ def resolve(name: str, recipes_dir: Path = RECIPES_DIR) -> ResolvedRecipe:
         setup_scripts=[r.setup for r in chain if r.setup.strip()],
         machine=last.machine,
         mirror=next((r.mirror for r in reversed(chain) if r.mirror), None),
+        inputs=[i for r in chain for i in r.inputs],
     )

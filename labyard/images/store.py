@@ -1,4 +1,10 @@
-"""Built images on disk: `<images_dir>/<name>-<digest>/{rootfs,image.json}`, never changed."""
+"""Built images on disk: `<images_dir>/<name>-<digest>/{rootfs,image.json}`, never changed.
+
+Most come from recipes (build.py); `image.json`'s `origin` says when one does not:
+`import` (a `docker save` or OCI archive, imports.py) or `saved` (a playground's machine
+saved as an image, with the `owner` who may use it). Those have no recipe: the newest
+build of the name is the one machines use.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,12 @@ class Image:
     current: bool
     """Built from the recipe as it is now (an older build stays usable until removed)."""
     recipe: ResolvedRecipe
+    origin: str = "recipe"
+    """`recipe`, `import` or `saved`."""
+    ssh: bool = True
+    """False: the image declared itself no-ssh (it cannot start as a machine)."""
+    owner: str = ""
+    """A saved image's owner: nobody else's playground may use it."""
 
     @property
     def rootfs(self) -> Path:
@@ -37,14 +49,18 @@ def _read(path: Path, current_digest: str | None) -> Image | None:
         meta = json.loads((path / "image.json").read_text())
     except (OSError, ValueError):
         return None  # a build that never finished, or not ours
+    origin = meta.get("origin", "recipe")
     return Image(
         name=meta["name"],
         digest=meta["digest"],
         path=path,
         size_bytes=int(meta.get("size_bytes", 0)),
         built_at=meta.get("built_at", ""),
-        current=meta["digest"] == current_digest,
+        current=meta["digest"] == current_digest or origin != "recipe",
         recipe=ResolvedRecipe.model_validate(_upgraded(meta["recipe"])),
+        origin=origin,
+        ssh=bool(meta.get("ssh", True)),
+        owner=str(meta.get("owner", "")),
     )
 
 
@@ -67,12 +83,48 @@ def list_images(images_dir: Path, recipes_dir: Path = RECIPES_DIR) -> list[Image
 
 
 def find_image(images_dir: Path, name: str, recipes_dir: Path = RECIPES_DIR) -> Image:
-    """The image built from the current recipe `name`; NotFound tells how to build it."""
-    recipe = resolve(name, recipes_dir)
-    image = _read(image_dir(images_dir, recipe), recipe.digest)
-    if image is None:
-        raise NotFound(f"image {name!r} is not built; run `labyard image build {name}`")
+    """The image a machine of `name` uses: built from the current recipe `name`, else the
+    newest import or saved image of that name; NotFound tells how to make it."""
+    if name not in recipe_names(recipes_dir):
+        image = _newest_without_recipe(images_dir, name)
+        if image is None:
+            raise NotFound(
+                f"no image {name!r}: no recipe has that name, and nothing was imported as it "
+                f"(`labyard image import {name} FILE`)"
+            )
+    else:
+        recipe = resolve(name, recipes_dir)
+        found = _read(image_dir(images_dir, recipe), recipe.digest)
+        if found is None:
+            raise NotFound(f"image {name!r} is not built; run `labyard image build {name}`")
+        image = found
+    if not image.ssh:
+        raise NotFound(
+            f"image {name!r} declares itself no-ssh: labyard reaches machines only over SSH "
+            "(start readiness, terminals, exec, cp, init tasks and checks), so it cannot start "
+            "as a machine; add openssh-server to it and import it again",
+            reason="image_no_ssh",
+        )
     return image
+
+
+def image_dir_of(images_dir: Path, dirname: str) -> Image | None:
+    """The image in `<images_dir>/<dirname>` (a machine's exact build), if it is there."""
+    if not dirname or "/" in dirname or dirname.startswith("."):
+        return None
+    path = images_dir / dirname
+    return _read(path, None) if path.is_dir() else None
+
+
+def _newest_without_recipe(images_dir: Path, name: str) -> Image | None:
+    found = [
+        image
+        for path in (images_dir.glob(f"{name}-*") if images_dir.exists() else [])
+        if path.name.rsplit("-", 1)[0] == name
+        and (image := _read(path, None)) is not None
+        and image.origin != "recipe"
+    ]
+    return max(found, key=lambda i: i.built_at, default=None)
 
 
 def _in_use(path: Path) -> bool:

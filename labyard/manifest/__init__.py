@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "Network",
     "StartupFile",
     "builtin_names",
+    "external_names",
     "json_schema",
     "load_manifest",
     "manifest_from_source",
@@ -29,8 +31,17 @@ __all__ = [
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
+EXTERNAL_DIR = Path(__file__).parent / "external"
+"""Built-in playgrounds whose images need files from outside the Debian archive (k3s): in
+the catalog only where their images are built (services/catalog.py)."""
+
+
 def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def external_names() -> list[str]:
+    return sorted(p.stem for p in EXTERNAL_DIR.glob("*.yaml"))
 
 
 def manifest_from_source(source: YamlSource, folder: Path | None = None) -> Manifest:
@@ -51,11 +62,20 @@ def manifest_from_source(source: YamlSource, folder: Path | None = None) -> Mani
     return manifest
 
 
+@functools.cache
+def _packaged(folder: Path, name: str) -> Manifest:
+    """A manifest that ships with labyard: read once, its file does not change while labyard
+    runs (and a Manifest is immutable, so every caller may share it)."""
+    return manifest_from_source(read_yaml(folder / f"{name}.yaml"), folder)
+
+
 def load_manifest(name_or_path: str) -> Manifest:
     """A built-in playground by name, or a manifest file by path."""
     path = Path(name_or_path)
     if name_or_path in builtin_names():
-        return manifest_from_source(read_yaml(BUILTIN_DIR / f"{name_or_path}.yaml"), BUILTIN_DIR)
+        return _packaged(BUILTIN_DIR, name_or_path)
+    if name_or_path in external_names():
+        return _packaged(EXTERNAL_DIR, name_or_path)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.exists():
             raise NotFound(f"manifest file {name_or_path} does not exist")

@@ -52,7 +52,8 @@ def _message(err: Any) -> str:
 def _child(node: yaml.Node | None, key: int | str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            if key_node.value == key:
+            # A YAML key is a scalar's text; pydantic reports `1:` as the int 1.
+            if key_node.value == str(key):
                 found: yaml.Node = value_node
                 return found
         return None

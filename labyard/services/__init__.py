@@ -9,12 +9,23 @@ from labyard.services.accounts import Accounts, User
 from labyard.services.analytics import Analytics
 from labyard.services.billing import Billing
 from labyard.services.catalog import Catalog
+from labyard.services.class_pools import ClassPools
+from labyard.services.class_results import ClassResults
+from labyard.services.class_room import ClassRoom
+from labyard.services.classes import Classes
 from labyard.services.entitlements import Entitlement, Entitlements
+from labyard.services.files import Files
+from labyard.services.looks import Looks
+from labyard.services.lti import Lti
 from labyard.services.plans import Plan, PlanBook, load_plans
 from labyard.services.playgrounds import MachineView, Playground, Playgrounds
+from labyard.services.pools import Pools, PoolState, Queued
 from labyard.services.reconciler import Report, reconcile
+from labyard.services.saved import SavedPlayground, SavedPlaygrounds
 from labyard.services.shares import Share, Shares
 from labyard.services.tasks import AttemptRecord, Attempts
+from labyard.services.tasks.devtools import TaskDevTools
+from labyard.services.teams import Team, Teams
 from labyard.services.usage import Launch, Usage, UsageSession
 from labyard.settings import Settings
 from labyard.store import Database
@@ -25,6 +36,9 @@ __all__ = [
     "Attempts",
     "Billing",
     "Catalog",
+    "ClassResults",
+    "ClassRoom",
+    "Classes",
     "Entitlement",
     "Entitlements",
     "Labyard",
@@ -34,9 +48,16 @@ __all__ = [
     "PlanBook",
     "Playground",
     "Playgrounds",
+    "PoolState",
+    "Pools",
+    "Queued",
     "Report",
+    "SavedPlayground",
+    "SavedPlaygrounds",
     "Share",
     "Shares",
+    "Team",
+    "Teams",
     "Usage",
     "UsageSession",
     "User",
@@ -63,11 +84,24 @@ class Labyard:
         self.usage = Usage(self.db)
         self.analytics = Analytics(self.db, self.plans)
         self.billing = Billing(settings, self.db, self.plans, self.entitlements)
+        self.teams = Teams(self.db, self.entitlements)
         self.shares = Shares(self.playgrounds)
+        self.files = Files(self.playgrounds)  # the editor tab's, over SFTP
         self.catalog = Catalog(content_dir, settings.images_dir)
+        self.pools = Pools(self.playgrounds, self.catalog, settings.pools)
+        self.playgrounds.claim_warm = self.pools.claim_matching  # operator pools (LABYARD_POOLS)
         self.attempts = Attempts(self.playgrounds, self.catalog, on_solved=self._solved)
+        self.task_dev_tools = TaskDevTools(self.attempts)  # authors' task panel
+        self.classes = Classes(self.db, self.accounts, self.catalog)
+        self.lti = Lti(settings.data_dir, self.db, self.accounts, content_dir, self.classes)
+        self.class_room = ClassRoom(self.classes, self.playgrounds, self.attempts, self.pools)
+        self.class_results = ClassResults(self.class_room)
+        self.class_pools = ClassPools(self.db, self.pools)  # a class's pool fills and empties
+        self.looks = Looks(self.classes, self.playgrounds)  # over a learner's shoulder
+        self.saved = SavedPlaygrounds(self.playgrounds, self.plans)  # save-as and fork
 
     def _solved(self, record: AttemptRecord) -> None:
+        self.lti.solved(record)  # the grade to the LMS, in the background
         self.entitlements.challenge_solved(record.owner, record.content_key)
 
     def close(self) -> None:

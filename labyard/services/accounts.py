@@ -116,8 +116,9 @@ class Accounts:
             raise InvalidInput(f"{email!r} is not an email address")
         if len(password) < MIN_PASSWORD:
             raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
-        if role not in set(Role):
-            raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(Role)})")
+        if role not in set(Role) or role == Role.GUEST:
+            roles = ", ".join(r for r in Role if r != Role.GUEST)
+            raise InvalidInput(f"unknown role {role!r} (roles: {roles}; guests join a class)")
         plan = plan or self.plans.default
         self.plans.get(plan)
         with self.db.session() as session:
@@ -161,6 +162,14 @@ class Accounts:
             if row is None:
                 raise NotFound(f"no account for {email}")
             return _user(session, self.plans, row)
+
+    def emails(self, account_ids: set[int]) -> dict[int, str]:
+        """Account id -> email, for admin views that list many accounts' records."""
+        if not account_ids:
+            return {}
+        query = select(UserRow.id, UserRow.email).where(UserRow.id.in_(account_ids))
+        with self.db.session() as session:
+            return {row.id: row.email for row in session.execute(query)}
 
     def operator(self) -> User:
         """Whoever runs `labyard admin` on the server's host: an admin with no account of

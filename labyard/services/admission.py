@@ -9,7 +9,9 @@ concurrent limit holds (no count-then-start race).
 Checks, in this order, each with a message that says what to do: own manifests (403
 unless the role or the plan allows them), concurrent playgrounds, machines per playground,
 CPUs and memory per machine, lifetime, the daily machine-minute allowance. A start with no
-account (the operator's local CLI) is not checked.
+account (the operator's local CLI) is not checked. A class member's start of the class's
+content (`Launch.class_id`) is checked against the class instead of the plan
+(class_admission.py): the class's seats pay for it. Guest accounts start nothing else.
 
 The daily allowance counts machine-minutes since 00:00 UTC, open sessions up to now. Once
 it is used up, new starts, restarts and extensions are refused until midnight UTC;
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from labyard.errors import Forbidden, LimitExceeded
 from labyard.manifest import Manifest
+from labyard.services.class_admission import admit_class
 from labyard.services.entitlements import effective_plan
 from labyard.services.plans import Plan, PlanBook
 from labyard.services.usage import DAY, Launch, day_start, used_minutes
@@ -64,6 +67,19 @@ class Admission:
         if launch.account_id is None:
             return Admitted(None, lifetime_s or manifest.lifetime)
         lock_owner(session, owner)
+        if launch.class_id is not None:
+            lifetime = admit_class(
+                session,
+                launch.class_id,
+                launch.account_id,
+                launch.content_key,
+                manifest,
+                lifetime_s,
+                at,
+            )
+            return Admitted(None, lifetime)
+        if launch.role == Role.GUEST:
+            raise Forbidden("a guest account starts only its class's content, from the class page")
         plan = effective_plan(session, self.plans, launch.account_id, at)
         if launch.own_manifest:
             _own_manifest(plan, launch.role)

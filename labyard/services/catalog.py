@@ -1,6 +1,8 @@
 """The playground catalog: built-in manifests plus every playground manifest in the content
 folder (`*.yaml` files whose `kind` is `playground`). An entry whose images are not built on
-this host is listed as unavailable (an operator builds them with `labyard image build`)."""
+this host is listed as unavailable (an operator builds them with `labyard image build`).
+The built-in playgrounds whose images need files from outside the Debian archive (k3s,
+`labyard/manifest/external/`) are listed only where their images are built."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ from pathlib import Path
 
 from labyard.errors import ManifestError, NotFound
 from labyard.images import find_image
-from labyard.manifest import Manifest, builtin_names, load_manifest, manifest_from_source
+from labyard.manifest import (
+    Manifest,
+    builtin_names,
+    external_names,
+    load_manifest,
+    manifest_from_source,
+)
 from labyard.manifest.source import read_yaml
 
 
@@ -50,7 +58,17 @@ class Catalog:
         self.problems: list[str] = []
 
     def entries(self) -> list[Entry]:
+        built: dict[str, bool] = {}  # an image many entries use is looked up once
+        entries = [replace(e, missing_images=self._missing(e.manifest, built)) for e in self._all()]
+        return sorted(entries, key=lambda e: (e.source != "builtin", e.name))
+
+    def _all(self) -> list[Entry]:
+        """Every entry, its images not checked yet."""
         found = {n: Entry(n, load_manifest(n), "builtin") for n in builtin_names()}
+        for name in external_names():
+            manifest = load_manifest(name)
+            if self.images_dir is not None and not self._missing(manifest):
+                found[name] = Entry(name, manifest, "builtin")
         self.problems = []
         for path in sorted(self.content_dir.rglob("*.yaml")) if self.content_dir else []:
             try:
@@ -62,22 +80,22 @@ class Catalog:
                 self.problems += exc.problems  # one broken file must not hide the others
                 continue
             found[manifest.name] = Entry(manifest.name, manifest, str(path))
-        entries = [replace(e, missing_images=self._missing(e.manifest)) for e in found.values()]
-        return sorted(entries, key=lambda e: (e.source != "builtin", e.name))
+        return list(found.values())
 
-    def _missing(self, manifest: Manifest) -> tuple[str, ...]:
+    def _missing(self, manifest: Manifest, built: dict[str, bool] | None = None) -> tuple[str, ...]:
         if self.images_dir is None:
             return ()
-        missing = []
-        for image in sorted({m.image for m in manifest.machines}):
+        built = {} if built is None else built
+        for image in {m.image for m in manifest.machines} - set(built):
             try:
                 find_image(self.images_dir, image)
+                built[image] = True
             except NotFound:
-                missing.append(image)
-        return tuple(missing)
+                built[image] = False
+        return tuple(sorted(i for i in {m.image for m in manifest.machines} if not built[i]))
 
     def get(self, name: str) -> Entry:
-        for entry in self.entries():
+        for entry in self._all():
             if entry.name == name:
-                return entry
+                return replace(entry, missing_images=self._missing(entry.manifest))
         raise NotFound(f"no playground {name!r} in the catalog")

@@ -10,9 +10,10 @@ instance refuses to start. Which plan an account has comes from its entitlements
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +26,9 @@ FILE_NAME = "plans.yaml"
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 """An amount in the currency's major unit with at most two decimals: `15`, `120.00`."""
+Problems = list[tuple[tuple[int | str, ...], str]]
+"""(field path, message) pairs: what a file's cross-references got wrong."""
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -57,6 +61,8 @@ class Limits(_Strict):
     always may)."""
     daily_machine_minutes: int | None = Field(None, gt=0)
     """Machine-minutes a day (UTC) an account may use; none: no allowance, no daily cap."""
+    saved_playgrounds: int = Field(0, ge=0, le=1000)
+    """Playgrounds an account may keep saved (save-as, services/saved.py); 0: none."""
 
 
 class Plan(_Strict):
@@ -95,6 +101,7 @@ class Plan(_Strict):
             "memory_per_machine": self.limits.memory_per_machine,
             "custom_playgrounds": self.limits.custom_playgrounds,
             "daily_machine_minutes": self.limits.daily_machine_minutes,
+            "saved_playgrounds": self.limits.saved_playgrounds,
         }
 
 
@@ -131,8 +138,8 @@ class PlanBook(_Strict):
         found = [self.plans[n] for n in names if n in self.plans]
         return max([self.default_plan, *found], key=lambda p: p.rank)
 
-    def reference_problems(self) -> list[tuple[tuple[int | str, ...], str]]:
-        problems: list[tuple[tuple[int | str, ...], str]] = []
+    def reference_problems(self) -> Problems:
+        problems: Problems = []
         known = ", ".join(self.plans)
         if self.default not in self.plans:
             problems.append((("default",), f"unknown plan {self.default!r} (plans: {known})"))
@@ -148,17 +155,40 @@ class PlanBook(_Strict):
         return problems
 
 
-def plans_from_source(source: YamlSource) -> PlanBook:
-    """Validate a parsed plans file; every problem is reported at once, each with its line."""
+def validate_source(
+    source: YamlSource, model: type[M], what: str, references: Callable[[M], Problems]
+) -> M:
+    """Validate a parsed operator file (plans.yaml, pricing.yaml) as `model`, then its
+    cross-references: every problem is reported at once, each with its line."""
     if not isinstance(source.data, dict):
-        raise ManifestError([source.error((), "a plans file is a mapping of fields")])
+        raise ManifestError([source.error((), f"a {what} is a mapping of fields")])
     try:
-        book = PlanBook.model_validate(source.data)
+        book = model.model_validate(source.data)
     except ValidationError as exc:
         raise source.errors_from(exc) from exc
-    problems = book.reference_problems()
+    problems = references(book)
     if problems:
         raise ManifestError([source.error(loc, message) for loc, message in problems])
+    return book
+
+
+def read_operator_file(
+    data_dir: Path, name: str, what: str, builtin: Callable[[], M], parse: Callable[[YamlSource], M]
+) -> M:
+    """`<data_dir>/<name>` parsed when there is one, else the built-in. A file that does not
+    validate raises SettingsFileError with every problem, each as file:line: field."""
+    path = data_dir / name
+    if not path.is_file():
+        return builtin()
+    try:
+        return parse(read_yaml(path))
+    except ManifestError as exc:
+        raise SettingsFileError(what, exc.problems) from exc
+
+
+def plans_from_source(source: YamlSource) -> PlanBook:
+    """Validate a parsed plans file; every problem is reported at once, each with its line."""
+    book = validate_source(source, PlanBook, "plans file", PlanBook.reference_problems)
     named = {name: plan.model_copy(update={"name": name}) for name, plan in book.plans.items()}
     return book.model_copy(update={"plans": named})
 
@@ -171,10 +201,4 @@ def builtin_plans() -> PlanBook:
 def load_plans(data_dir: Path) -> PlanBook:
     """`<data_dir>/plans.yaml` when there is one, else the built-in plans. A file that does
     not validate raises SettingsFileError with every problem, each as file:line: field."""
-    path = data_dir / FILE_NAME
-    if not path.is_file():
-        return builtin_plans()
-    try:
-        return plans_from_source(read_yaml(path))
-    except ManifestError as exc:
-        raise SettingsFileError("plans file", exc.problems) from exc
+    return read_operator_file(data_dir, FILE_NAME, "plans file", builtin_plans, plans_from_source)

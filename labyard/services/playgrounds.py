@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,6 +84,10 @@ class Playground:
         }
 
 
+Claimer = Callable[[Manifest, str, int | None, Launch], Awaitable["Playground | None"]]
+"""(manifest, owner, lifetime_s, launch) -> a warm playground claimed for it, or None."""
+
+
 class Playgrounds:
     def __init__(
         self, settings: Settings, db: Database, driver: Driver, plans: PlanBook | None = None
@@ -91,6 +96,8 @@ class Playgrounds:
         self.db = db
         self.driver = driver
         self.admission = Admission(plans or builtin_plans())
+        self.claim_warm: Claimer | None = None
+        """Set by the pools (pools.py): a start first tries to claim a warm playground."""
 
     # -- reading -------------------------------------------------------------------------
 
@@ -148,25 +155,34 @@ class Playgrounds:
         owner: str = "",
         lifetime_s: int | None = None,
         launch: Launch | None = None,
+        pool_key: str | None = None,
     ) -> Playground:
         """Start a playground and return once every machine answers SSH and init tasks ran.
 
         With a `launch` naming an account, its plan is checked first (LimitExceeded,
         Forbidden) and `owner` defaults to the account's. On any failure, timeout or
         cancellation, everything made so far is destroyed and the playground never appears
-        in the list.
+        in the list. When an operator pool holds a warm playground of the same manifest,
+        the start is a claim of it (pools.py), admitted by the plan the same way. With
+        `pool_key`, it is a pool's warm playground: no plan, no usage session until claimed.
         """
         launch = launch or Launch()
         if not owner and launch.account_id is not None:
             owner = owner_of(launch.account_id)
+        if pool_key is None and self.claim_warm is not None and not launch.own_manifest:
+            claimed = await self.claim_warm(manifest, owner, lifetime_s, launch)
+            if claimed is not None:
+                return claimed
         for machine in manifest.machines:
-            find_image(self.settings.images_dir, machine.image)  # missing image: nothing starts
+            image = find_image(self.settings.images_dir, machine.image)  # missing: none starts
+            if image.owner and owner and image.owner != owner:  # a saved one (saved.py)
+                raise NotFound(f"no image {machine.image!r}")
         playground_id = new_playground_id()
         client = generate_keypair(f"labyard-{playground_id}")
         host_keys = {m.name: generate_keypair(m.name).private_openssh for m in manifest.machines}
         spec = PlaygroundSpec(playground_id, manifest, client.public_openssh, host_keys, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
-            await self._admit(spec, lifetime_s, launch, client.private_openssh)
+            await self._admit(spec, lifetime_s, launch, client.private_openssh, pool_key)
             try:
                 await self._bring_up(spec)
             except BaseException as exc:
@@ -180,13 +196,18 @@ class Playgrounds:
         return await self.get(playground_id)
 
     async def _admit(
-        self, spec: PlaygroundSpec, lifetime_s: int | None, launch: Launch, client_key: str
+        self,
+        spec: PlaygroundSpec,
+        lifetime_s: int | None,
+        launch: Launch,
+        client_key: str,
+        pool_key: str | None,
     ) -> None:
         """Check the plan and record the start, in a thread: waiting for another start's
         lock (another process's, too) must not hold up the event loop. Cancelled, it still
         waits for the thread, and takes back a start that was recorded."""
         work = asyncio.ensure_future(
-            asyncio.to_thread(self._insert, spec, lifetime_s, launch, client_key)
+            asyncio.to_thread(self._insert, spec, lifetime_s, launch, client_key, pool_key)
         )
         try:
             await asyncio.shield(work)
@@ -197,7 +218,12 @@ class Playgrounds:
             raise
 
     def _insert(
-        self, spec: PlaygroundSpec, lifetime_s: int | None, launch: Launch, client_key: str
+        self,
+        spec: PlaygroundSpec,
+        lifetime_s: int | None,
+        launch: Launch,
+        client_key: str,
+        pool_key: str | None,
     ) -> None:
         created = now()
         manifest = spec.manifest
@@ -218,12 +244,15 @@ class Playgrounds:
                 created_at=created,
                 expires_at=created + timedelta(seconds=admitted.lifetime_s),
                 updated_at=created,
+                pool_key=pool_key,
             )
             row.machines = [
                 MachineRow(name=m.name, position=i, image=m.image, host_key=spec.host_keys[m.name])
                 for i, m in enumerate(manifest.machines)
             ]
             session.add(row)
+            if pool_key is not None:
+                return  # warm: metered from its claim (pools.py)
             open_session(
                 session,
                 launch,

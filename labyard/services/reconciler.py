@@ -4,7 +4,10 @@ The database says what should exist; the driver says what does. One round:
 1. playgrounds past their lifetime are destroyed;
 2. playgrounds left `starting` by a process that died are rolled back;
 3. `running` playgrounds whose machines are gone (host reboot, crash) become `stopped`;
-4. anything on the host that no playground owns is removed.
+4. anything on the host that no playground owns is removed;
+5. warm playgrounds (pools.py) whose pool is gone (released, or a release that died half
+   way) or that no longer run (a host reboot stopped them) are destroyed: nobody can claim
+   them. Warm ones that run, of a pool that exists, are left alone like any playground.
 A playground that another process holds the lock of is left alone this round. One
 playground that fails, whatever it raises, is logged and put in the report; the round goes on
 with the others. A round fails as a whole only when the database or the driver's `list()`
@@ -31,6 +34,7 @@ from labyard.runtime import MachineState
 from labyard.services.locks import try_lock
 from labyard.services.playgrounds import Playgrounds, aware, now
 from labyard.store import PlaygroundRow, PlaygroundState
+from labyard.store.models import PoolRow
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +50,18 @@ class Report:
     abandoned: list[str] = field(default_factory=list)
     marked_stopped: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    pool_leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.expired or self.abandoned or self.marked_stopped or self.orphans)
+        return bool(
+            self.expired
+            or self.abandoned
+            or self.marked_stopped
+            or self.orphans
+            or self.pool_leftovers
+        )
 
 
 async def reconcile(playgrounds: Playgrounds) -> Report:
@@ -59,15 +70,32 @@ async def reconcile(playgrounds: Playgrounds) -> Report:
         rows = [
             (r.id, r.state, aware(r.expires_at)) for r in session.scalars(select(PlaygroundRow))
         ]
+        leftovers = set(session.scalars(_pool_leftovers()))
     known = {playground_id for playground_id, _, _ in rows}
     for playground_id, state, expires_at in rows:
         with _contained(report, playground_id):
-            await _one(playgrounds, report, playground_id, state, expires_at)
+            if playground_id in leftovers:
+                await _locked(playgrounds, playground_id, report.pool_leftovers, _destroy)
+            else:
+                await _one(playgrounds, report, playground_id, state, expires_at)
     for playground_id in await playgrounds.driver.list():
         if playground_id not in known:
             with _contained(report, playground_id):
                 await _locked(playgrounds, playground_id, report.orphans, _destroy_orphan)
     return report
+
+
+def _pool_leftovers() -> Any:
+    """Ids of unclaimed warm playgrounds whose pool is gone, or that are stopped or failed
+    (a `starting` one is rule 2's)."""
+    pools = select(PoolRow.key)
+    return select(PlaygroundRow.id).where(
+        PlaygroundRow.pool_key.is_not(None),
+        PlaygroundRow.claimed_at.is_(None),
+        PlaygroundRow.state != PlaygroundState.STARTING,
+        (PlaygroundRow.pool_key.not_in(pools))
+        | PlaygroundRow.state.in_((PlaygroundState.STOPPED, PlaygroundState.FAILED)),
+    )
 
 
 async def _one(

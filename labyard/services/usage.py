@@ -35,6 +35,9 @@ class Launch:
     """The challenge, tutorial or lesson started (`challenges/<slug>`), or ''."""
     own_manifest: bool = False
     """The playground comes from the account's own manifest, not the catalog or content."""
+    class_id: str | None = None
+    """A class member's start of the class's content: the class's seats pay for it, not the
+    account's plan (admission.py, classes_admission.py)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def open_session(session: Session, launch: Launch, **fields: Any) -> None:
             account_id=launch.account_id,
             launched_by=launch.by,
             content_key=launch.content_key,
+            class_id=launch.class_id,
             **fields,
         )
     )
@@ -110,7 +114,12 @@ def last_launch(session: Session, playground_id: str) -> Launch:
     )
     if row is None:
         return Launch()
-    return Launch(row.account_id, by=LaunchedBy(row.launched_by), content_key=row.content_key)
+    return Launch(
+        row.account_id,
+        by=LaunchedBy(row.launched_by),
+        content_key=row.content_key,
+        class_id=row.class_id,
+    )
 
 
 def close_sessions(session: Session, playground_id: str, reason: EndReason, at: datetime) -> int:

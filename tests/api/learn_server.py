@@ -26,14 +26,14 @@ SOLVE_DEADLINE_S = 30.0
 
 
 @contextmanager
-def learn_server() -> Iterator[Server]:
+def learn_server(content: Path = FIXTURE) -> Iterator[Server]:
     data_dir = Path(tempfile.mkdtemp(prefix="labyard-learn-"))
     port = _free_port()
     env = {**os.environ, "LABYARD_DATA_DIR": str(data_dir), "LABYARD_IMAGES_DIR": str(IMAGES_DIR)}
     env.pop("LABYARD_DATABASE_URL", None)
     log = data_dir / "server.log"
     command = [str(REPO / ".venv/bin/labyard"), "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--content", str(FIXTURE)]
+    command += ["--port", str(port), "--content", str(content)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -4,13 +4,18 @@ User A starts a real `linux` playground through the API; user B then tries every
 with A's playground id (taken from the OpenAPI spec and the app's routes, so a new endpoint
 is covered without editing this file) and must get 404, exactly as for a playground that
 does not exist, while A's playground stays as it was. Every order endpoint likewise: B gets
-404 for A's order (403 under /api/admin, whatever the id). Also: sign-in, CSRF, plan limits,
-login throttling, `labyard admin create-user`, /healthz and /metrics.
+404 for A's order (403 under /api/admin, whatever the id). Every team endpoint and page: a
+stranger gets 404, a member may read the team but gets 403 for what only its admins do.
+Every class endpoint and page likewise: a stranger or another instructor gets 404, a
+member may read the class but gets 403 for what only its instructor does.
+Also: sign-in, CSRF, plan limits, login throttling, `labyard admin create-user`, /healthz
+and /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -19,6 +24,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +53,27 @@ PUBLIC = {
     ("POST", "/api/tokens"),
     ("GET", "/api/catalog"),
     ("POST", "/api/billing/webhooks/stripe"),  # Stripe's, authenticated by its signature
+    ("POST", "/api/classes/join/guest"),  # a class's guest: a display name, no account yet
+    ("GET", "/api/pricing"),  # the prices for the caller's country, like the /pricing page
 }
 PUBLIC_READS_UNDER = "/api/content"  # the content folder (no answers in it), for anyone
+# LTI 1.3 endpoints an LMS and its users' browsers call before anyone is signed in: the
+# tool's public keys, the login initiation and the launch (authenticated by the platform's
+# signed id_token, docs/lti.md). They are outside /api (LMSs are given fixed URLs), so the
+# 401 walk above does not see them; test_lti_endpoints_... below walks every /lti route.
+LTI_PUBLIC = {
+    ("GET", "/lti/jwks"),
+    ("GET", "/lti/login"),
+    ("POST", "/lti/login"),
+    ("POST", "/lti/launch"),
+}
+# Query parameters A's own reads need to succeed (B's requests get 404 without them too).
+OWNER_READ_QUERIES = {
+    "/api/playgrounds/{playground_id}/machines/{machine}/files/content": {"path": "/etc/hostname"},
+}
+# A's own reads that are 404 for A as well: the authors' task panel needs an attempt in the
+# playground (tests/api/test_devtools.py covers its owner).
+OWNER_READS_NOT_FOUND = {"/api/playgrounds/{playground_id}/devtools"}
 # The WebSocket routes on a playground when this was written: the test fails if one
 # vanishes, and checks any new one automatically.
 EXPECTED_WEBSOCKETS = {
@@ -83,6 +108,8 @@ class World:
             "port": 80,
             "path": "",
             "command": f"touch {MARKER}",
+            "task": "a-task",  # the authors' task panel (devtools)
+            "step": 0,
         }
 
 
@@ -218,8 +245,11 @@ async def test_other_users_get_404_from_every_playground_endpoint(
     async with api(app, world.a.token) as a_client:
         for method, path, _ in on_playgrounds:
             if method == "GET":
-                r = await a_client.get(fill(path, world.params))
-                assert r.status_code == 200, f"A: {method} {path}: {r.status_code} {r.text}"
+                r = await a_client.get(
+                    fill(path, world.params), params=OWNER_READ_QUERIES.get(path)
+                )
+                expected = 404 if path in OWNER_READS_NOT_FOUND else 200
+                assert r.status_code == expected, f"A: {method} {path}: {r.status_code} {r.text}"
 
     before = await snapshot(app, world)
     outcomes: dict[str, str] = {}
@@ -320,6 +350,53 @@ async def test_cookie_sessions_need_the_csrf_header_and_tokens_do_not(
         assert r.json()["stdout"] == "token\n"
 
 
+# -- every invoice endpoint is the buyer's -----------------------------------------------
+
+
+async def test_other_users_never_see_an_accounts_invoices(app: FastAPI, labyard: Labyard) -> None:
+    spec = app.openapi()
+    buyer, other = make_account(labyard), make_account(labyard)
+    operator = make_account(labyard, role="admin")
+    details = {"name": "Buyer Secret GmbH", "address": "1 Hidden Way", "country": "DE"}
+    async with api(app, buyer.token) as a_client, api(app, operator.token) as o:
+        assert (await a_client.put("/api/billing/profile", json=details)).status_code == 200
+        bought = await a_client.post(
+            "/api/billing/checkout", json={"plan": "premium", "interval": "monthly"}
+        )
+        assert bought.status_code == 201, bought.text
+        paid = await o.post(f"/api/admin/orders/{bought.json()['order_id']}/mark-paid")
+        assert paid.status_code == 200, paid.text
+        (invoice,) = (await a_client.get("/api/billing/invoices")).json()
+        assert (await a_client.get(invoice["pdf"])).status_code == 200
+        assert (await o.get(invoice["pdf"])).status_code == 200  # admins may
+        before = (await a_client.get("/api/billing/invoices")).json()
+    values = {"number": invoice["number"]}
+    on_invoices = [op for op in operations(spec) if "{number}" in op[1]]
+    assert {f"{m} {p}" for m, p, _ in on_invoices} >= {"GET /api/billing/invoices/{number}.pdf"}
+
+    outcomes: dict[str, str] = {}
+    async with api(app, other.token, address="192.0.2.14") as b_client:
+        for method, path, operation in on_invoices:
+            body = body_for(operation, spec, values)
+            r = await b_client.request(method, fill(path, values), json=body)
+            outcomes[f"{method} {path}"] = f"{r.status_code} {r.text[:200]}"
+        for path in ("/api/billing/invoices", "/api/billing/profile", "/api/billing"):
+            r = await b_client.get(path)
+            outcomes[f"GET {path}"] = f"{r.status_code} {r.text}"
+        admin = await b_client.get("/api/admin/invoices")
+        outcomes["GET /api/admin/invoices"] = str(admin.status_code)
+    wrong = {
+        k: v
+        for k, v in outcomes.items()
+        if ("{number}" in k and not v.startswith("404 "))
+        or ("{number}" not in k and (invoice["number"] in v or "Buyer Secret" in v))
+    }
+    assert wrong == {}, f"B reached A's invoice: {wrong}"
+    assert outcomes["GET /api/admin/invoices"] == "403"
+    async with api(app, buyer.token) as a_client:
+        assert (await a_client.get("/api/billing/invoices")).json() == before
+
+
 # -- every order endpoint is the buyer's -------------------------------------------------
 
 
@@ -363,6 +440,109 @@ async def test_other_users_never_see_an_accounts_orders(app: FastAPI, world: Wor
         assert (await a_client.get("/api/billing/orders")).json() == before
 
 
+# -- every team endpoint is its members' (and what changes it, its admins') ---------------
+
+
+async def test_others_never_see_a_team_and_members_cannot_administer_it(
+    app: FastAPI, labyard: Labyard
+) -> None:
+    spec = app.openapi()
+    buyer, member, stranger = make_account(labyard), make_account(labyard), make_account(labyard)
+    operator = make_account(labyard, role="admin")
+    async with (
+        api(app, buyer.token) as b,
+        api(app, operator.token) as o,
+        api(app, member.token) as m,
+    ):
+        bought = await b.post(
+            "/api/billing/checkout", json={"plan": "premium", "interval": "monthly", "seats": 2}
+        )
+        assert bought.status_code == 201, bought.text
+        paid = await o.post(f"/api/admin/orders/{bought.json()['order_id']}/mark-paid")
+        assert paid.status_code == 200, paid.text
+        (team,) = (await b.get("/api/teams")).json()
+        code = (await b.get(f"/api/teams/{team['id']}")).json()["join_code"]
+        assert (await m.post("/api/teams/join", json={"code": code})).status_code == 200
+        before = (await b.get(f"/api/teams/{team['id']}")).json()
+    values = {"team_id": team["id"], "account_id": member.user.id, "code": code}
+    on_teams = [op for op in operations(spec) if "{team_id}" in op[1]]
+    assert {
+        "GET /api/teams/{team_id}",
+        "DELETE /api/teams/{team_id}/members/{account_id}",
+        "POST /api/teams/{team_id}/code",
+    } <= {f"{m} {p}" for m, p, _ in on_teams}
+    pages = [
+        (method, path)
+        for path, route in all_routes(app)
+        if isinstance(route, APIRoute) and not route.include_in_schema and "{team_id}" in path
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"})
+    ]
+    assert ("GET", "/teams/{team_id}") in pages and len(pages) >= 4
+
+    outcomes: dict[str, dict[str, str]] = {"stranger": {}, "member": {}}
+    for who, account in (("stranger", stranger), ("member", member)):
+        async with api(app, account.token, address="192.0.2.14") as client:
+            client.cookies.set("labyard_csrf", "walk")
+            for method, path, operation in on_teams:
+                body = body_for(operation, spec, values)
+                r = await client.request(method, fill(path, values), json=body)
+                outcomes[who][f"{method} {path}"] = f"{r.status_code} {r.text[:200]}"
+            for method, path in pages:
+                form = {"csrf": "walk", "name": "taken over"} if method == "POST" else None
+                r = await client.request(method, fill(path, values), data=form)
+                outcomes[who][f"{method} {path} (page)"] = f"{r.status_code} {r.text[:100]}"
+            seen = (await client.get("/api/teams")).json()
+            outcomes[who]["GET /api/teams"] = f"200 {[t['id'] for t in seen]}"
+    wrong = {k: v for k, v in outcomes["stranger"].items() if not v.startswith("404 ")}
+    wrong.pop("GET /api/teams", None)
+    assert wrong == {}, f"a stranger reached the team: {wrong}"
+    assert team["id"] not in outcomes["stranger"]["GET /api/teams"]
+    member_may = {"GET /api/teams/{team_id}", "GET /teams/{team_id} (page)", "GET /api/teams"}
+    wrong = {
+        k: v
+        for k, v in outcomes["member"].items()
+        if not v.startswith("200 " if k in member_may else "403 ")
+    }
+    assert wrong == {}, f"a member administered the team: {wrong}"
+    async with api(app, buyer.token) as b:
+        assert (await b.get(f"/api/teams/{team['id']}")).json() == before
+    assert labyard.entitlements.effective(member.user.id).name == "premium"
+
+
+# -- promo codes are the admins' ---------------------------------------------------------
+
+
+async def test_learners_get_403_from_every_promo_code_endpoint(
+    app: FastAPI, world: World, labyard: Labyard
+) -> None:
+    spec = app.openapi()
+    operator = make_account(labyard, role="admin")
+    async with api(app, operator.token) as admin_client:
+        made = await admin_client.post("/api/admin/promos", json={"code": "AUTHZ", "percent": 5})
+        assert made.status_code == 201, made.text
+        before = (await admin_client.get("/api/admin/promos/AUTHZ")).json()
+    on_promos = [op for op in operations(spec) if op[1].startswith("/api/admin/promos")]
+    assert {f"{m} {p}" for m, p, _ in on_promos} >= {
+        "POST /api/admin/promos",
+        "GET /api/admin/promos",
+        "GET /api/admin/promos/{code}",
+        "POST /api/admin/promos/{code}/disable",
+    }
+    values = {**world.params, "code": "AUTHZ", "percent": 50}
+    outcomes: dict[str, int] = {}
+    async with api(app, world.b.token, address="192.0.2.15") as learner:
+        for method, path, operation in on_promos:
+            body = body_for(operation, spec, values)
+            r = await learner.request(method, fill(path, values), json=body)
+            outcomes[f"{method} {path}"] = r.status_code
+        for page in ("/admin/promos", "/admin/promos/AUTHZ/disable"):
+            method = "GET" if page == "/admin/promos" else "POST"
+            outcomes[f"{method} {page}"] = (await learner.request(method, page)).status_code
+    assert outcomes == dict.fromkeys(outcomes, 403), outcomes
+    async with api(app, operator.token) as admin_client:
+        assert (await admin_client.get("/api/admin/promos/AUTHZ")).json() == before
+
+
 # -- the analytics are the admins' ------------------------------------------------------
 
 
@@ -387,6 +567,169 @@ async def test_only_admins_see_the_analytics(app: FastAPI, world: World, labyard
         for path in [*paths, "/admin/analytics"]:
             outcomes[path] = (await b_client.get(path, params=period)).status_code
     assert outcomes == {path: 403 for path in [*paths, "/admin/analytics"]}
+
+
+# -- LTI: the LMS's endpoints are public, the rest needs a teacher or an admin -----------
+
+
+async def test_lti_endpoints_are_public_only_for_the_lms_and_admins_only_for_platforms(
+    app: FastAPI, labyard: Labyard
+) -> None:
+    lti_routes = {
+        (method, path)
+        for path, route in all_routes(app)
+        if isinstance(route, APIRoute) and path.startswith(("/lti/", "/admin/lti"))
+        for method in (route.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    assert lti_routes >= LTI_PUBLIC and len(lti_routes) >= 9
+    values = {"course_id": 1, "link_id": 1, "platform_id": 1}
+    outcomes: dict[str, int] = {}
+    async with api(app, address="192.0.2.15") as nobody:
+        for method, path in sorted(lti_routes):
+            r = await nobody.request(method, fill(path, values))
+            outcomes[f"{method} {path}"] = r.status_code
+            # Refused launches and logins say why on a page; the rest sends to sign-in.
+            if (method, path) in LTI_PUBLIC:
+                assert r.status_code in (200, 400), f"{method} {path}: {r.status_code}"
+            else:
+                assert r.status_code == 303, f"{method} {path}: {r.status_code}"
+                assert r.headers["location"].startswith("/login?next="), path
+
+    learner = make_account(labyard)
+    admin = make_account(labyard, role="admin")
+    spec = app.openapi()
+    on_lti = [op for op in operations(spec) if op[1].startswith(("/api/lti/", "/api/admin/lti/"))]
+    assert {f"{m} {p}" for m, p, _ in on_lti} >= {
+        "GET /api/admin/lti/platforms",
+        "POST /api/admin/lti/platforms",
+        "DELETE /api/admin/lti/platforms/{platform_id}",
+        "GET /api/lti/courses/{course_id}/roster",
+        "POST /api/lti/links/{link_id}/grades",
+    }
+    registration = {
+        "issuer": "https://lms.example.edu", "client_id": "authz", "deployment_ids": ["1"],
+        "jwks_url": "https://lms.example.edu/jwks", "auth_url": "https://lms.example.edu/auth",
+        "token_url": "https://lms.example.edu/token",
+    }  # fmt: skip
+    async with api(app, admin.token) as a:
+        made = await a.post("/api/admin/lti/platforms", json=registration)
+        assert made.status_code == 201, made.text
+    values["platform_id"] = made.json()["id"]
+    async with api(app, learner.token, address="192.0.2.16") as client:
+        client.cookies.set("labyard_csrf", "walk")
+        for method, path, operation in on_lti:
+            body = body_for(operation, spec, {**values, **registration})
+            r = await client.request(method, fill(path, values), json=body)
+            want = 403 if "/api/admin/" in path else (200 if "{" not in path else 404)
+            assert r.status_code == want, f"{method} {path}: {r.status_code} {r.text[:200]}"
+        for method, path in sorted(lti_routes - LTI_PUBLIC):
+            if "deep-link" in path:
+                continue  # a learner's own picker request, checked in tests/lti
+            form = {"csrf": "walk"} if method == "POST" else None
+            r = await client.request(method, fill(path, values), data=form)
+            assert r.status_code in (403, 404), f"{method} {path}: {r.status_code}"
+    async with api(app, admin.token) as a:
+        (platform,) = [p for p in (await a.get("/api/admin/lti/platforms")).json()
+                       if p["client_id"] == "authz"]  # fmt: skip
+        assert platform["id"] == values["platform_id"]  # the learner's DELETE did nothing
+        assert (await a.delete(f"/api/admin/lti/platforms/{platform['id']}")).status_code == 204
+
+
+# -- every class endpoint is its instructor's (and what members may do, its members') ----
+
+CLASS_STREAMS = {"/api/classes/{class_id}/events", "/api/classes/{class_id}/board/events"}
+"""Event streams last a minute: walked by those refused at once (404/403) only."""
+
+
+async def test_others_never_see_a_class_and_members_cannot_run_it(
+    app: FastAPI, labyard: Labyard
+) -> None:
+    spec = app.openapi()
+    teacher, member = make_account(labyard, role="instructor"), make_account(labyard)
+    stranger, other_teacher = make_account(labyard), make_account(labyard, role="instructor")
+    at = datetime.now(UTC)
+    body = {
+        "title": "Walked",
+        "content": ["linux"],
+        "seats": 2,
+        "starts_at": (at - timedelta(minutes=1)).isoformat(),
+        "ends_at": (at + timedelta(hours=1)).isoformat(),
+        "guests": False,
+    }
+    async with api(app, teacher.token) as t, api(app, member.token) as m:
+        made = await t.post("/api/classes", json=body)
+        assert made.status_code == 201, made.text
+        cls = made.json()
+        assert (
+            await m.post("/api/classes/join", json={"code": cls["join_code"]})
+        ).status_code == 200
+        before = (await t.get(f"/api/classes/{cls['id']}")).json()
+    values = {
+        "class_id": cls["id"],
+        "account_id": member.user.id,
+        "code": cls["join_code"],
+        "look_id": 1,  # a look at someone else, if any (api/looks.py)
+    }
+    on_classes = [op for op in operations(spec) if "{class_id}" in op[1]]
+    assert {
+        "GET /api/classes/{class_id}",
+        "GET /api/classes/{class_id}/results",
+        "POST /api/classes/{class_id}/end",
+        "POST /api/classes/{class_id}/playground",
+    } <= {f"{m} {p}" for m, p, _ in on_classes}
+    pages = [
+        (method, path)
+        for path, route in all_routes(app)
+        if isinstance(route, APIRoute) and not route.include_in_schema and "{class_id}" in path
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"})
+    ]
+    assert ("GET", "/classes/{class_id}/board") in pages
+
+    outcomes: dict[str, dict[str, str]] = {"stranger": {}, "other": {}, "member": {}}
+    who_is = (("stranger", stranger), ("other", other_teacher), ("member", member))
+    for who, account in who_is:
+        async with api(app, account.token, address="192.0.2.15") as client:
+            for method, path, operation in on_classes:
+                if who == "member" and path in CLASS_STREAMS:
+                    continue
+                if who == "member" and path.startswith("/api/classes/{class_id}/playground"):
+                    continue  # a member's own machine: tests/classes/test_api.py
+                r = await client.request(
+                    method, fill(path, values), json=body_for(operation, spec, values)
+                )
+                outcomes[who][f"{method} {path}"] = f"{r.status_code} {r.text[:200]}"
+            for method, path in pages:
+                r = await client.request(method, fill(path, values))
+                outcomes[who][f"{method} {path} (page)"] = f"{r.status_code} {r.text[:100]}"
+            seen = (await client.get("/api/classes")).json()
+            outcomes[who]["GET /api/classes"] = f"200 {[c['id'] for c in seen]}"
+    for who in ("stranger", "other"):
+        wrong = {k: v for k, v in outcomes[who].items() if not v.startswith("404 ")}
+        wrong.pop("GET /api/classes", None)
+        assert wrong == {}, f"{who} reached the class: {wrong}"
+        assert cls["id"] not in outcomes[who]["GET /api/classes"]
+    member_may = {
+        "GET /api/classes/{class_id}",
+        "GET /api/classes/{class_id}/broadcasts",
+        "GET /classes/{class_id} (page)",
+        "GET /api/classes",
+        "GET /api/classes/{class_id}/looks",  # the looks at them
+    }
+    # Granting input is the learner watched's alone: for anyone else no such look.
+    member_404 = {k for k in outcomes["member"] if "{look_id}" in k}
+    wrong = {
+        k: v
+        for k, v in outcomes["member"].items()
+        if not v.startswith("200 " if k in member_may else ("404 " if k in member_404 else "403 "))
+    }
+    assert wrong == {}, f"a member ran the class: {wrong}"
+    async with api(app, member.token) as m:
+        seen_by_member = (await m.get(f"/api/classes/{cls['id']}")).json()
+        assert (
+            "members" not in seen_by_member and seen_by_member["me"]["account_id"] == member.user.id
+        )
+    async with api(app, teacher.token) as t:
+        assert (await t.get(f"/api/classes/{cls['id']}")).json() == before
 
 
 # -- WebSockets --------------------------------------------------------------------------
@@ -438,6 +781,112 @@ async def test_websockets_refuse_other_users(
         )
     ssh = outcomes["/api/playgrounds/{playground_id}/machines/{machine}/ssh"]
     assert ssh["A"].startswith("open (got b'SSH-2.0"), ssh
+    assert await snapshot(app, world) == before
+
+
+# Looking over a class member's shoulder (api/looks.py): the class's WebSocket routes.
+EXPECTED_CLASS_WEBSOCKETS = {
+    "/api/classes/{class_id}/members/{account_id}/watch",
+    "/api/classes/{class_id}/looks/{look_id}/input",
+}
+
+
+async def test_only_the_instructor_watches_a_member_and_only_the_learner_grants_input(
+    app: FastAPI, world: World, live_server: LiveServer, labyard: Labyard
+) -> None:
+    routes = {
+        path
+        for path, route in all_routes(app)
+        if isinstance(route, WebSocketRoute | APIWebSocketRoute) and "{class_id}" in path
+    }
+    assert routes == EXPECTED_CLASS_WEBSOCKETS, "a class WebSocket came or went: walk it here"
+    teacher, other_teacher = (make_account(labyard, role="instructor") for _ in range(2))
+    admin, classmate = make_account(labyard, role="admin"), make_account(labyard)
+    at = datetime.now(UTC)
+    body = {
+        "title": "Watched",
+        "content": ["linux"],
+        "seats": 3,
+        "starts_at": (at - timedelta(minutes=1)).isoformat(),
+        "ends_at": (at + timedelta(hours=1)).isoformat(),
+        "guests": False,
+    }
+    before = await snapshot(app, world)
+    async with api(app, teacher.token) as t:
+        cls = (await t.post("/api/classes", json=body)).json()
+    for learner in (world.a, classmate):
+        async with api(app, learner.token) as client:
+            joined = await client.post("/api/classes/join", json={"code": cls["join_code"]})
+            assert joined.status_code == 200, joined.text
+    async with api(app, world.a.token) as a_client:
+        started = await a_client.post(
+            f"/api/classes/{cls['id']}/playground", json={"content": "linux"}
+        )
+        assert started.status_code == 201, started.text
+        machine = started.json()["machines"][0]["name"]
+        # The learner's tab exists once their own terminal has opened it.
+        opened = await a_client.post(
+            f"/api/playgrounds/{started.json()['id']}/exec",
+            json={"command": "tmux -L labyard new-session -d -s main"},
+        )
+        assert opened.status_code == 200, opened.text
+    values = {"class_id": cls["id"], "account_id": world.a.user.id, "machine": machine}
+    base = f"ws://{live_server.url}"
+    watch = base + fill("/api/classes/{class_id}/members/{account_id}/watch", values)
+
+    def bearer(account: Account) -> dict[str, str]:
+        return {"Authorization": f"Bearer {account.token}"}
+
+    seen = {
+        "teacher": await ws_outcome(watch, bearer(teacher), seconds=10),
+        "admin": await ws_outcome(watch, bearer(admin), seconds=10),
+        "other teacher": await ws_outcome(watch, bearer(other_teacher)),
+        "classmate": await ws_outcome(watch, bearer(classmate)),
+        "the learner": await ws_outcome(watch, bearer(world.a)),
+        "stranger": await ws_outcome(watch, bearer(world.b)),
+        "nobody": await ws_outcome(watch, {}),
+    }
+    assert seen["teacher"].startswith("open (got") and seen["admin"].startswith("open (got")
+    assert {k: v for k, v in seen.items() if k not in ("teacher", "admin")} == {
+        "other teacher": "close 4404",
+        "classmate": "close 4403",
+        "the learner": "close 4403",
+        "stranger": "close 4404",
+        "nobody": "close 4401",
+    }
+
+    async with ws_connect(watch, additional_headers=bearer(teacher)) as view:
+        look = json.loads(await asyncio.wait_for(view.recv(), 20))
+        assert look["type"] == "look", look
+        values["look_id"] = look["id"]
+        keys = base + fill("/api/classes/{class_id}/looks/{look_id}/input", values)
+        typed = {
+            "teacher": await ws_outcome(keys, bearer(teacher)),  # not granted
+            "admin": await ws_outcome(keys, bearer(admin)),
+            "classmate": await ws_outcome(keys, bearer(classmate)),
+            "the learner": await ws_outcome(keys, bearer(world.a)),
+            "stranger": await ws_outcome(keys, bearer(world.b)),
+            "nobody": await ws_outcome(keys, {}),
+        }
+        assert typed == {
+            "teacher": "close 4403",
+            "admin": "close 4404",
+            "classmate": "close 4404",
+            "the learner": "close 4404",
+            "stranger": "close 4404",
+            "nobody": "close 4401",
+        }
+        grant = fill("/api/classes/{class_id}/looks/{look_id}/grant", values)
+        for account in (teacher, admin, classmate, world.b):
+            async with api(app, account.token, address="192.0.2.17") as client:
+                assert (await client.post(grant)).status_code == 404
+    async with api(app, world.b.token, address="192.0.2.17") as client:
+        assert (await client.get(f"/api/classes/{cls['id']}/looks")).status_code == 404
+    async with api(app, teacher.token) as t:
+        logged = (await t.get(f"/api/classes/{cls['id']}/looks")).json()
+        assert {x["watcher_id"] for x in logged} == {teacher.user.id, admin.user.id}
+        assert not any(x["input_granted"] for x in logged)
+        assert (await t.delete(f"/api/classes/{cls['id']}")).status_code == 204
     assert await snapshot(app, world) == before
 
 
@@ -574,6 +1023,57 @@ async def test_admin_create_user_makes_an_admin_who_can_sign_in(data_dir: Path) 
             assert me["id"] == int(created.stdout.strip())
     finally:
         labyard.close()
+
+
+# -- saved playgrounds -------------------------------------------------------------------
+
+
+async def test_others_never_see_or_start_a_saved_playground(app: FastAPI, labyard: Labyard) -> None:
+    """A saves a stopped playground; B (an author, who may start own manifests) neither
+    lists, starts nor removes it, by name or by its image, through the API or the pages."""
+    a, b = make_account(labyard, plan="premium"), make_account(labyard, role="author")
+    async with api(app, a.token) as a_client, api(app, b.token, "192.0.2.13") as b_client:
+        started = await a_client.post("/api/playgrounds", json={"name": "linux"})
+        assert started.status_code == 201, started.text
+        playground_id = started.json()["id"]
+        try:
+            stop = await a_client.post(f"/api/playgrounds/{playground_id}/stop")
+            assert stop.status_code == 200, stop.text
+            saved = await a_client.post(
+                f"/api/playgrounds/{playground_id}/save", json={"name": "a-box"}
+            )
+            assert saved.status_code == 201, saved.text
+            image = saved.json()["images"][0]
+            # B cannot save or fork A's playground either (the walk above covers these too).
+            attempts = {
+                "save": await b_client.post(
+                    f"/api/playgrounds/{playground_id}/save", json={"name": "b-box"}
+                ),
+                "fork": await b_client.post(f"/api/playgrounds/{playground_id}/fork"),
+                "page save": await b_client.post(f"/playgrounds/{playground_id}/save"),
+            }
+            wrong = {k: f"{r.status_code} {r.text[:200]}" for k, r in attempts.items()}
+            assert {k: v for k, v in wrong.items() if not v.startswith("404 ")} == {}
+        finally:
+            await asyncio.shield(labyard.playgrounds.destroy(playground_id))
+
+        assert (await b_client.get("/api/saved-playgrounds")).json() == []
+        outcomes = {
+            "start": await b_client.post("/api/saved-playgrounds/a-box/start", json={}),
+            "remove": await b_client.delete("/api/saved-playgrounds/a-box"),
+            "page start": await b_client.post("/saved-playgrounds/a-box/start"),
+        }
+        wrong = {k: f"{r.status_code} {r.text[:200]}" for k, r in outcomes.items()}
+        assert {k: v for k, v in wrong.items() if not v.startswith("404 ")} == {}
+        manifest = f"kind: playground\nname: sneaky\nmachines:\n  - name: m\n    image: {image}\n"
+        sneaky = await b_client.post("/api/playgrounds", json={"manifest": manifest})
+        assert sneaky.status_code == 404, sneaky.text
+        assert "a-box" not in (await b_client.get("/catalog")).text
+
+        mine = await a_client.get("/api/saved-playgrounds")
+        assert [s["name"] for s in mine.json()] == ["a-box"]
+        assert "a-box" in (await a_client.get("/catalog")).text
+        assert (await a_client.delete("/api/saved-playgrounds/a-box")).status_code == 204
 
 
 # -- operations --------------------------------------------------------------------------

@@ -158,8 +158,14 @@ def test_one_tab_per_machine(server: Server, page: Page) -> None:
     page.goto(f"{server.url}/catalog")
     page.locator('.card[data-playground="linux-cluster"] button[type=submit]').click()
     page.wait_for_url(re.compile(r"/playgrounds/[a-z0-9]+$"), timeout=START_TIMEOUT_MS)
-    expect(page.locator(".tab")).to_have_text(["node-01", "node-02", "node-03"])
-    page.click(".tab[data-machine=node-02]")
+    # A terminal tab per machine (each with its editor tab beside it: test_editor_browser.py)
+    terminal_tabs = page.locator(".tab:not(.tab-editor)")
+    expect(terminal_tabs).to_have_text(["node-01", "node-02", "node-03"])
+    expect(page.locator(".tab-editor")).to_have_count(3)
+    # The page's script selects the first tab when it has wired the clicks: wait for that.
+    first = page.locator(".tab:not(.tab-editor)[data-machine=node-01]")
+    expect(first).to_have_attribute("aria-selected", "true")
+    page.click(".tab:not(.tab-editor)[data-machine=node-02]")
     expect(page.locator("#term-node-02")).to_be_visible()
     expect(page.locator("#term-node-01")).to_be_hidden()
     expect(terminal_rows(page).filter(has_text="root@node-02").first).to_be_visible(

@@ -113,6 +113,7 @@ def test_item_page_renders_tasks_and_no_solution(visitor: httpx.Client) -> None:
         "attempt": None,
         "solution": "after-solving",
         "signed_in": False,
+        "classes": [],  # no class of the visitor's runs this challenge
     }
     assert SOLUTION_TEXT not in page.text
     inputs = visitor.get("/challenges/answer-input").text

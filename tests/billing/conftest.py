@@ -38,16 +38,20 @@ class Shop:
     app: FastAPI
     stripe: StandIn | None
 
-    def account(self, role: str = "learner") -> tuple[User, httpx.AsyncClient]:
+    def account(
+        self, role: str = "learner", address: str = "127.0.0.1"
+    ) -> tuple[User, httpx.AsyncClient]:
+        """A new account and a client for it, connecting from `address` (the client IP the
+        app sees: a public one from a known block sets the buyer's country)."""
         email = f"{role}-{secrets.token_hex(4)}@example.org"
         user = self.labyard.accounts.create_user(email, PASSWORD, role=role)
         token = self.labyard.accounts.issue(user, "api", "billing test")
-        return user, self.client(token)
+        return user, self.client(token, address)
 
-    def client(self, token: str | None = None) -> httpx.AsyncClient:
+    def client(self, token: str | None = None, address: str = "127.0.0.1") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app),
+            transport=httpx.ASGITransport(app=self.app, client=(address, 40000)),
             base_url="http://testserver",
             headers=headers,
             timeout=30,

@@ -134,3 +134,41 @@ def stripe_signature(
     t = int(time.time()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return ",".join([f"t={t}", *(f"v1={v}" for v in extra_v1), f"v1={digest}"])
+
+
+def session_completed(
+    order_id: str, *, country: str | None = None, subscription: str | None = "sub_1"
+) -> dict[str, Any]:
+    """`checkout.session.completed`'s object as Stripe sends it for a paid checkout; `country`
+    is the billing address's (`customer_details.address.country`), which Checkout collects
+    with the card."""
+    address = {"country": country, "line1": None, "postal_code": None}
+    return {
+        "id": f"cs_test_{order_id}",
+        "object": "checkout.session",
+        "client_reference_id": order_id,
+        "customer": "cus_1",
+        "customer_details": {"email": "buyer@example.org", "address": address},
+        "mode": "subscription" if subscription else "payment",
+        "payment_status": "paid",
+        "status": "complete",
+        "subscription": subscription,
+        "metadata": {"order_id": order_id},
+    }
+
+
+def charge_succeeded(order_id: str, card_country: str, charge_id: str = "ch_1") -> dict[str, Any]:
+    """`charge.succeeded`'s object: `payment_method_details.card.country` is where the card
+    was issued (Stripe's Charge object); never a card number, only its brand and last 4."""
+    card = {"brand": "visa", "country": card_country, "last4": "4242", "funding": "credit"}
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": 500,
+        "paid": True,
+        "status": "succeeded",
+        "refunded": False,
+        "payment_intent": f"pi_{order_id}",
+        "metadata": {"order_id": order_id},
+        "payment_method_details": {"type": "card", "card": card},
+    }

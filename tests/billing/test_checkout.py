@@ -64,10 +64,11 @@ async def test_lifetime_is_a_one_off_payment_and_seats_a_quantity(shop: Shop) ->
         form = shop.stripe.last("/v1/checkout/sessions").form
         assert form["mode"] == "subscription"
         assert form["line_items[0][quantity]"] == "5"
-        assert form["line_items[0][price_data][unit_amount]"] == "12000"
+        # 5 seats: the group discount ladder's first step, 10 % off (pricing.yaml).
+        assert form["line_items[0][price_data][unit_amount]"] == "10800"
         assert form["line_items[0][price_data][recurring][interval]"] == "year"
         orders = {o["id"]: o for o in (await client.get("/api/billing/orders")).json()}
-        assert orders[seats.json()["order_id"]]["amount"] == 60000
+        assert orders[seats.json()["order_id"]]["amount"] == 54000
         assert orders[seats.json()["order_id"]]["kind"] == "seats"
 
         free = await client.post(

@@ -127,6 +127,8 @@ def test_grant_refuses_bad_input_and_changes_nothing(data_dir: Path) -> None:
     )
     refused(admin(data_dir, "grant", "bob@example.org", "premium", "--kind", "seat"), "--kind")
     refused(admin(data_dir, "revoke", "999"), "no entitlement 999")
+    guest = admin(data_dir, "create-user", "g@example.org", "--role", "guest", stdin=PASSWORD)
+    refused(guest, "guests join a class")
     listed = json.loads(ok(admin(data_dir, "grants", "bob@example.org", "--json")))
     assert listed == {"email": "bob@example.org", "plan": "free", "grants": []}
 

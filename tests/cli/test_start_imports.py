@@ -2,7 +2,7 @@
 
 Each case runs the installed entry point with `PYTHONPROFILEIMPORTTIME=1` and reads the
 modules it imported. `--help` and `login --help` load neither the server stack nor the
-SSH, WebSocket or HTTP clients; acting on a server (`login`, `playground list`, `exec`,
+SSH, WebSocket or HTTP clients, nor asyncio; acting on a server (`login`, `playground list`, `exec`,
 against a real `labyard serve`) never loads the server stack, and only `exec` loads SSH.
 Timings are `bench/cli_start.py`'s job; these are assertions that can fail.
 """
@@ -46,6 +46,8 @@ SERVER_STACK = {
 SSH = {"asyncssh", "cryptography", "labyard.access"}
 TUNNEL = {"websockets"}
 HTTPX = {"httpx", "httpcore"}
+EVENT_LOOP = {"asyncio"}
+"""~13 ms: loaded by the commands that talk to a server or a machine, not by --help."""
 
 
 def imported(result: subprocess.CompletedProcess[str]) -> set[str]:
@@ -87,7 +89,7 @@ def assert_none_of(forbidden: set[str], result: subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("args", [("--help",), ("login", "--help"), ("playground", "--help")])
 def test_help_imports_no_server_stack_and_no_clients(args: tuple[str, ...], tmp_path: Path) -> None:
-    assert_none_of(SERVER_STACK | SSH | TUNNEL | HTTPX, run(tmp_path, *args))
+    assert_none_of(SERVER_STACK | SSH | TUNNEL | HTTPX | EVENT_LOOP, run(tmp_path, *args))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from labyard.content.loader import load_item, load_tree
 from labyard.content.models import Challenge, Tutorial
 from labyard.errors import ManifestError, NotFound
-from labyard.manifest import Manifest, builtin_names
+from labyard.manifest import Manifest, builtin_names, external_names
 from tests.content import write
 
 RUNNABLE = """
@@ -279,7 +279,7 @@ def test_unknown_playground(tmp_path: Path) -> None:
 
     assert load_tree(tmp_path).problems == [
         f"{tmp_path}/challenges/x/index.md:4: playground: unknown playground 'nope' "
-        f"(known: {', '.join(builtin_names())})"
+        f"(known: {', '.join(sorted([*builtin_names(), *external_names()]))})"
     ]
 
 
@@ -400,7 +400,7 @@ def test_block_syntax_problems(tmp_path: Path) -> None:
     assert load_tree(tmp_path).problems == [
         f"{p}:16: ::hint-box.colour: unknown prop (known: :summary:)",
         f"{p}:20: ::fancy-box: unknown block (known: simple-task, user-input-task, hint-box, "
-        "image-box, remark-box, details-box)",
+        "image-box, remark-box, details-box, open-file)",
         f"{p}:25: body: unknown section #pending (use #active or #completed)",
         f"{p}:28: body: write a block's props on their own :key: lines",
         f"{p}:30: ::user-input-task: never closed with a :: line",

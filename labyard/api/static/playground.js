@@ -9,22 +9,37 @@ const stateBadge = document.getElementById("state");
 const countdown = document.getElementById("countdown");
 const statusMsg = document.getElementById("status-msg");
 const terminals = new Map(); // machine name -> TerminalTab, created when first shown
-window.labyard = { terminals }; // for the browser console and tests
+const editors = new Map(); // machine name -> EditorTab (static/editor.js, loaded when first shown)
+window.labyard = { terminals, editors }; // for the browser console and tests
 const POLL_MS = 15000;
 // Server clock minus ours (whole seconds, from the page and then from Date headers), so a
 // browser with a wrong clock still counts down the right time.
 let skewMs = Date.parse(root.dataset.serverNow) - Date.now() || 0;
 
-function select(machine) {
+function select(machine, view = "terminal") {
   for (const tab of document.querySelectorAll(".tab")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.machine === machine));
+    const shown = tab.dataset.machine === machine && (tab.dataset.view || "terminal") === view;
+    tab.setAttribute("aria-selected", String(shown));
   }
-  for (const pane of document.querySelectorAll(".terminal-pane")) {
-    pane.hidden = pane.dataset.machine !== machine;
+  for (const pane of document.querySelectorAll(".terminal-pane, .editor-pane")) {
+    const kind = pane.classList.contains("editor-pane") ? "editor" : "terminal";
+    pane.hidden = pane.dataset.machine !== machine || kind !== view;
   }
+  if (view === "editor") return showEditor(machine);
   const pane = document.getElementById(`term-${machine}`);
   if (!terminals.has(machine)) terminals.set(machine, new TerminalTab(pane, id, machine));
   terminals.get(machine).focus();
+}
+
+async function showEditor(machine) {
+  if (!editors.has(machine)) {
+    const { EditorTab } = await import("/static/editor.js");
+    if (!editors.has(machine)) {
+      editors.set(machine, new EditorTab(document.getElementById(`edit-${machine}`), id, machine));
+    }
+  }
+  await editors.get(machine).show();
+  return editors.get(machine);
 }
 
 function show(playground) {
@@ -95,7 +110,7 @@ async function act(name, button) {
 }
 
 for (const tab of document.querySelectorAll(".tab")) {
-  tab.addEventListener("click", () => select(tab.dataset.machine));
+  tab.addEventListener("click", () => select(tab.dataset.machine, tab.dataset.view));
 }
 for (const button of document.querySelectorAll("[data-action]")) {
   button.addEventListener("click", () => act(button.dataset.action, button));

@@ -4,6 +4,7 @@
 import { Terminal } from "/static/vendor/xterm/lib/xterm.mjs";
 import { FitAddon } from "/static/vendor/xterm-addon-fit/addon-fit.mjs";
 import { WebLinksAddon } from "/static/vendor/xterm-addon-web-links/addon-web-links.mjs";
+import { showLooks } from "/static/looks.js";
 
 // Close codes after which retrying cannot help (4000 + the HTTP status of the refusal).
 const FINAL = {
@@ -116,6 +117,7 @@ export class TerminalTab {
       this.unacked = 0;
       this.state = "open";
       this.fresh = true;
+      showLooks(this.pane, []); // the server says again who is watching, if anyone
     };
     ws.onmessage = (event) => this.receive(ws, event.data);
     ws.onclose = (event) => this.closed(ws, event);
@@ -127,6 +129,7 @@ export class TerminalTab {
       const message = JSON.parse(data);
       if (message.type === "exit") this.exited(message.code);
       else if (message.type === "error") ws.errorMessage = message.message;
+      else if (message.type === "looks") showLooks(this.pane, message.looks);
       return;
     }
     if (this.fresh) {

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from labyard.content.killercoda import assets, front_matter
 from labyard.content.playgrounds import PlaygroundIndex
 from labyard.errors import NotFound
-from labyard.manifest import Manifest, StartupFile
+from labyard.manifest import Manifest, StartupFile, external_names
 
 if TYPE_CHECKING:
     from labyard.content.killercoda.scenario import Scenario
@@ -80,6 +80,8 @@ def _usable(index: PlaygroundIndex, name: str, has_image: ImageCheck | None) -> 
     manifest = index.get(name)
     if manifest is None:
         return False
+    if has_image is None and name in external_names() and name not in index.own:
+        return False  # labyard's k3s playgrounds: only where their images are known built
     return has_image is None or all(has_image(m.image) for m in manifest.machines)
 
 

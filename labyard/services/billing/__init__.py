@@ -1,32 +1,55 @@
 """Billing: orders, the payment providers behind one seam, and the webhook inbox.
 
 orders.py          orders, checkout, the manual "mark paid", what a paid order grants
+quotes.py          what an order costs: country price, group discount, promo code
+promos.py          promo codes: made by admins, reserved at checkout, redeemed when paid
+money.py           minor units in, major units out
 provider.py        the provider seam (checkout, portal link, webhook -> typed event)
 stripe_provider.py Stripe on the official `stripe` package
 manual.py          invoices by hand
 signature.py       Stripe-Signature verification
 webhooks.py        the inbox: verify, store durably, process once
 stripe_events.py   what each Stripe event does
+profile.py         the buyer's billing profile (name, address, country, VAT ID)
+invoices.py        invoices and credit notes: issued once, numbered without gaps, never changed
+invoice_numbers.py the per-year number series and their counters
+invoice_content.py what an invoice says: parties, lines, tax per rate, totals
+invoice_pdf.py     its PDF, drawn from what was stored
+stripe_invoicing.py what Stripe's events issue: first invoices, renewals, credit notes
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from labyard.services.accounts import User
+from labyard.services.billing.invoices import Invoice, Invoices
 from labyard.services.billing.manual import ManualProvider
 from labyard.services.billing.orders import Order, Orders
+from labyard.services.billing.profile import EMPTY, BillingProfile, Profiles
+from labyard.services.billing.promos import Promos
 from labyard.services.billing.provider import Provider
 from labyard.services.billing.stripe_provider import StripeProvider
 from labyard.services.billing.webhooks import Received, Webhooks
 from labyard.services.entitlements import Entitlements
 from labyard.services.plans import PlanBook
+from labyard.services.pricing import load_pricing
 from labyard.settings import Settings
 from labyard.store import Database
 
-__all__ = ["Billing", "BillingSummary", "Order", "Orders", "Received", "Webhooks"]
+__all__ = [
+    "Billing",
+    "BillingProfile",
+    "BillingSummary",
+    "Invoice",
+    "Invoices",
+    "Order",
+    "Orders",
+    "Received",
+    "Webhooks",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,10 @@ class BillingSummary:
     orders: list[Order]
     portal: bool
     """Whether "Manage subscription" has a provider portal to go to."""
+    invoices: list[Invoice] = field(default_factory=list)
+    """Invoices and credit notes, newest first."""
+    profile: BillingProfile = EMPTY
+    """Whom invoices are made out to."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +75,8 @@ class BillingSummary:
             "ends_at": self.ends_at.isoformat() if self.ends_at else None,
             "orders": [order.to_json() for order in self.orders],
             "portal": self.portal,
+            "invoices": [invoice.to_json() for invoice in self.invoices],
+            "profile": self.profile.to_json(),
         }
 
 
@@ -68,8 +97,15 @@ class Billing:
         providers, checkout = providers_for(settings)
         self.plans = plans
         self.entitlements = entitlements
-        self.orders = Orders(db, plans, entitlements, providers, checkout)
-        self.webhooks = Webhooks(db, entitlements, providers)
+        self.pricing = load_pricing(settings.data_dir, plans)
+        """pricing.yaml: a file that does not validate stops the instance here."""
+        self.promos = Promos(db, plans)
+        self.profiles = Profiles(db)
+        self.invoices = Invoices(settings, db, plans)
+        self.orders = Orders(
+            db, plans, entitlements, providers, checkout, self.pricing, self.invoices
+        )
+        self.webhooks = Webhooks(db, entitlements, providers, self.invoices)
 
     def summary(self, user: User) -> BillingSummary:
         plan = self.entitlements.effective(user.id)
@@ -86,4 +122,6 @@ class Billing:
             ends_at,
             self.orders.list(user),
             self.orders.has_portal(user),
+            self.invoices.list(user),
+            self.profiles.get(user),
         )

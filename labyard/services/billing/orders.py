@@ -13,17 +13,20 @@ import calendar
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labyard.errors import Conflict, Forbidden, InvalidInput, NotFound
 from labyard.services.accounts import User
+from labyard.services.billing import promos
 from labyard.services.billing.provider import CheckoutRequest, Provider
+from labyard.services.billing.quotes import Quote, quote
 from labyard.services.entitlements import Entitlements
 from labyard.services.plans import Plan, PlanBook
+from labyard.services.pricing import Pricing
+from labyard.services.teams import check_buyer, seats_paid, seats_refunded
 from labyard.store import (
     Database,
     EntitlementKind,
@@ -34,7 +37,11 @@ from labyard.store import (
     Role,
 )
 
+if TYPE_CHECKING:
+    from labyard.services.billing.invoices import Invoices
+
 INTERVALS = ("monthly", "yearly", "lifetime")
+COUNTRY_FLAG = "card country differs"
 MAX_SEATS = 10_000
 
 
@@ -52,11 +59,6 @@ def add_interval(start: datetime, interval: str) -> datetime | None:
     year, month = start.year + month0 // 12, month0 % 12 + 1
     day = min(start.day, calendar.monthrange(year, month)[1])
     return start.replace(year=year, month=month, day=day)
-
-
-def minor_units(amount: Decimal) -> int:
-    """15.00 -> 1500 (plans.yaml prices have at most two decimals)."""
-    return int((amount * 100).to_integral_value())
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,13 @@ class Order:
     flag_reason: str
     refs: dict[str, str | None]
     """The provider's ids (checkout session, subscription, customer, invoice, charge)."""
+    team_id: str | None = None
+    """A seats order's team (services/teams.py)."""
+    price_tier: str | None = None
+    """The country tier it was priced in (None: not country-priced)."""
+    promo_code: str | None = None
+    discount: int = 0
+    """What discounts (promo code, group discount) took off `amount`."""
 
     @property
     def awaiting_payment(self) -> bool:
@@ -93,10 +102,14 @@ class Order:
             awaiting_payment=self.awaiting_payment,
             created_at=self.created_at.isoformat(),
             paid_at=self.paid_at.isoformat() if self.paid_at else None,
+            team_id=self.team_id,
+            promo_code=self.promo_code,
+            discount=self.discount,
         )
         if admin:
             data.update(
                 account_id=self.account_id,
+                price_tier=self.price_tier,
                 flagged=self.flagged,
                 flag_reason=self.flag_reason,
                 **self.refs,
@@ -130,6 +143,10 @@ def order_of(row: OrderRow) -> Order:
         row.flagged,
         row.flag_reason,
         refs,
+        row.team_id,
+        price_tier=row.price_tier,
+        promo_code=row.promo_code,
+        discount=row.discount,
     )
 
 
@@ -146,14 +163,17 @@ def fulfil(
     ends_at: datetime | None,
 ) -> str:
     """Mark `order` paid at `at` and grant its plan until `ends_at` (lifetime: no end), in
-    the caller's transaction. Seats are paid here and handed out by teams (not a grant to
-    the buyer). A refunded or cancelled order stays so."""
+    the caller's transaction. Seats go to a team (teams.py), not to the buyer as a grant.
+    A refunded or cancelled order stays so."""
     if order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
         return f"ignored: order {order.status} already"
     if order.status != OrderStatus.PAID:
         order.status, order.paid_at = OrderStatus.PAID, at
+        promos.redeemed(session, order.id, at)
     order.updated_at = _now()
-    if order.kind == OrderKind.SEATS or order.entitlement_id is not None:
+    if order.kind == OrderKind.SEATS:
+        return seats_paid(session, order, at, ends_at)
+    if order.entitlement_id is not None:
         return "paid"
     kind = (
         EntitlementKind.LIFETIME
@@ -176,9 +196,36 @@ def fulfil(
     return "paid; granted"
 
 
+def card_country(order: OrderRow, country: object, *, from_card: bool) -> None:
+    """Record the country the provider reports for the payment: the card's own (`from_card`)
+    over the billing address's, which only fills a gap. An order priced for its country
+    (`price_tier`) whose card is from another is flagged for the operator; it keeps its
+    grant. Idempotent."""
+    if not (isinstance(country, str) and len(country) == 2 and country.isalpha()):
+        return
+    if order.card_country is not None and not from_card:
+        return
+    order.card_country = country.upper()
+    mismatch = order.price_tier is not None and order.quoted_country not in (
+        None,
+        order.card_country,
+    )
+    if mismatch:
+        order.flagged = True
+        order.flag_reason = (
+            f"{COUNTRY_FLAG}: priced for {order.quoted_country} (tier {order.price_tier}), "
+            f"paid with a card from {order.card_country}; the plan was granted all the same"
+        )
+    elif order.flag_reason.startswith(COUNTRY_FLAG):
+        order.flagged, order.flag_reason = False, ""
+
+
 def revoke_order(session: Session, order: OrderRow, at: datetime) -> None:
-    """A refund: the order is refunded and its grant ends now (kept, revoked, for history)."""
+    """A refund: the order is refunded and its grant ends now (kept, revoked, for history);
+    a seats order's seats end now, and their holders' grants."""
     order.status, order.updated_at = OrderStatus.REFUNDED, _now()
+    if order.kind == OrderKind.SEATS:
+        seats_refunded(session, order, at)
     if order.entitlement_id is not None:
         grant = session.get(EntitlementRow, order.entitlement_id)
         if grant is not None and grant.revoked_at is None:
@@ -193,9 +240,13 @@ class Orders:
         entitlements: Entitlements,
         providers: dict[str, Provider],
         checkout_provider: str,
+        pricing: Pricing,
+        invoices: Invoices,
     ) -> None:
         self.db = db
         self.plans = plans
+        self.pricing = pricing
+        self.invoices = invoices
         self.entitlements = entitlements
         self.providers = providers
         self.checkout_provider = checkout_provider
@@ -204,15 +255,28 @@ class Orders:
     # -- learners -------------------------------------------------------------------------
 
     def checkout(
-        self, user: User, plan_name: str, interval: str, base_url: str, seats: int | None = None
+        self,
+        user: User,
+        plan_name: str,
+        interval: str,
+        base_url: str,
+        seats: int | None = None,
+        team_id: str | None = None,
+        country: str | None = None,
+        promo_code: str | None = None,
     ) -> tuple[Order, str]:
         """Create a pending order and start paying for it: (the order, where to send the
-        buyer). A provider that fails leaves the order `failed`."""
+        buyer). A provider that fails leaves the order `failed`. Seats go to a new team of
+        the buyer's, or to `team_id` if given (its admins buy more).
+
+        The price is the quote (quotes.py) for the buyer's `country` (None: not known) and
+        `promo_code`, whose use is reserved with the order (promos.py); the provider is
+        sent exactly the quoted unit amount and quantity."""
         plan = self.plans.get(plan_name)
-        kind, quantity = _kind(interval, seats)
-        unit = _price(plan, interval)
+        kind, _ = _kind(interval, seats)
+        self._check_team(user, team_id, seats)
         provider = self.providers[self.checkout_provider]
-        row = self._new_order(user, plan, kind, interval, quantity, unit, provider.name)
+        row, priced = self._new_order(user, plan, kind, interval, seats, country, promo_code)
         account = f"{base_url.rstrip('/')}/account"
         request = CheckoutRequest(
             row.id,
@@ -220,13 +284,14 @@ class Orders:
             plan.title,
             kind,
             interval,
-            quantity,
-            plan.prices.currency,
-            unit,
+            priced.quantity,
+            priced.currency,
+            priced.unit_amount,
             user.id,
             user.email,
             f"{account}?order={row.id}#billing",
             f"{account}#billing",
+            provider_promotions=priced.full_price,
         )
         try:
             started = provider.checkout(request)
@@ -237,8 +302,17 @@ class Orders:
             found = session.get(OrderRow, row.id)
             if found is not None:
                 found.checkout_session_id = started.session_id
+                found.team_id = team_id
                 row = found
         return order_of(row), started.url
+
+    def _check_team(self, user: User, team_id: str | None, seats: int | None) -> None:
+        if team_id is None:
+            return
+        if seats is None:
+            raise InvalidInput("team_id names the team to buy seats for: give seats too")
+        with self.db.session() as session:
+            check_buyer(session, user.id, team_id)
 
     def _new_order(
         self,
@@ -246,36 +320,74 @@ class Orders:
         plan: Plan,
         kind: str,
         interval: str,
-        quantity: int,
-        unit: int,
-        provider: str,
-    ) -> OrderRow:
+        seats: int | None,
+        country: str | None,
+        promo_code: str | None,
+    ) -> tuple[OrderRow, Quote]:
+        """The pending order at its quoted price, and the promo code's use reserved, in one
+        transaction (a refused code creates no order)."""
         now = _now()
-        row = OrderRow(
-            id=f"ord_{secrets.token_hex(8)}",
-            account_id=user.id,
-            plan=plan.name,
-            kind=kind,
-            interval=interval,
-            quantity=quantity,
-            currency=plan.prices.currency,
-            amount=unit * quantity,
-            status=OrderStatus.PENDING,
-            provider=provider,
-            flagged=False,
-            flag_reason="",
-            created_at=now,
-            updated_at=now,
-        )
         with self.db.session() as session:
+            terms = (
+                promos.check(session, promo_code, user.id, plan.name, now) if promo_code else None
+            )
+            priced = quote(self.pricing, plan, interval, country, seats, terms)
+            row = OrderRow(
+                id=f"ord_{secrets.token_hex(8)}",
+                account_id=user.id,
+                plan=plan.name,
+                kind=kind,
+                interval=interval,
+                quantity=priced.quantity,
+                currency=priced.currency,
+                amount=priced.total,
+                status=OrderStatus.PENDING,
+                provider=self.checkout_provider,
+                quoted_country=country,
+                price_tier=str(priced.tier) if priced.tier is not None else None,
+                promo_code=priced.promo_code,
+                discount=priced.discount,
+                flagged=False,
+                flag_reason="",
+                created_at=now,
+                updated_at=now,
+            )
             session.add(row)
-        return row
+            if terms is not None and priced.promo_code is not None:
+                session.flush()  # the redemption refers to the order
+                promos.reserve(session, row, terms, priced.discount, now)
+        return row, priced
+
+    def quote(
+        self,
+        plan_name: str,
+        interval: str,
+        country: str | None,
+        seats: int | None = None,
+    ) -> Quote:
+        """What the plan costs a buyer in `country` (the pricing page), without a code."""
+        _kind(interval, seats)
+        return quote(self.pricing, self.plans.get(plan_name), interval, country, seats)
+
+    def price_list(self, country: str | None, seats: int | None = None) -> builtins.list[Quote]:
+        """Every plan for sale, every interval it is sold at (seats: monthly and yearly),
+        priced for `country`."""
+        return [
+            self.quote(plan.name, interval, country, seats)
+            for plan in self.plans.plans.values()
+            if plan.paid
+            for interval in INTERVALS
+            if (getattr(plan.prices, interval) or 0) > 0
+            and not (seats is not None and interval == "lifetime")
+        ]
 
     def _set_status(self, order_id: str, status: str) -> None:
         with self.db.session() as session:
             row = session.get(OrderRow, order_id)
             if row is not None:
                 row.status, row.updated_at = status, _now()
+                if status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
+                    promos.release(session, order_id, row.updated_at)
 
     def list(self, user: User) -> builtins.list[Order]:
         """The user's own orders, newest first."""
@@ -327,7 +439,8 @@ class Orders:
             return [order_of(row) for row in rows]
 
     def mark_paid(self, actor: User, order_id: str) -> Order:
-        """An admin says a manual order was paid: it is paid now and grants its plan."""
+        """An admin says a manual order was paid: it is paid now, grants its plan and gets
+        its invoice."""
         require_admin(actor)
         now = _now()
         with self.db.session() as session:
@@ -339,6 +452,7 @@ class Orders:
             if row.status != OrderStatus.PENDING:
                 raise Conflict(f"order {order_id} is {row.status}, not pending")
             fulfil(session, self.entitlements, row, now, add_interval(now, row.interval))
+            self.invoices.order_paid(session, row)
             return order_of(row)
 
 
@@ -352,13 +466,6 @@ def _kind(interval: str, seats: int | None) -> tuple[str, int]:
     if not 1 <= seats <= MAX_SEATS:
         raise InvalidInput(f"seats must be between 1 and {MAX_SEATS}")
     return OrderKind.SEATS, seats
-
-
-def _price(plan: Plan, interval: str) -> int:
-    price: Decimal | None = getattr(plan.prices, interval)
-    if price is None or price <= 0:
-        raise InvalidInput(f"the {plan.title} plan is not sold {interval}")
-    return minor_units(price)
 
 
 def provisional_end(order: OrderRow, at: datetime) -> datetime | None:

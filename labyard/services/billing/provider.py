@@ -33,6 +33,9 @@ class CheckoutRequest:
     email: str
     success_url: str
     cancel_url: str
+    provider_promotions: bool = True
+    """Whether the provider may offer its own promotion codes: only for an order at the
+    full base price, so they never stack on a country price or a labyard discount."""
 
 
 @dataclass(frozen=True)

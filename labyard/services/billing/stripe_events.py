@@ -7,7 +7,11 @@ Events come at least once and in any order, so every handler is idempotent and o
   never brings it back;
 - period ends only move forward, except that a cancellation ends the grant.
 The grant follows the subscription (`_sync`): active → until its period end; cancelled →
-until it ended. A failed renewal payment keeps access until the period paid for ends.
+until it ended; a seats order's seats, and their holders' grants, the same way. A failed
+renewal payment keeps access until the period paid for ends.
+The payment's country (a charge's card country; until one is seen, the checkout's billing
+address country) is checked against the country the order was priced for
+(orders.card_country); an expired checkout gives its promo code's use back.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labyard.services.billing.orders import fulfil, provisional_end, revoke_order
+from labyard.services.billing import promos
+from labyard.services.billing.orders import card_country, fulfil, provisional_end, revoke_order
 from labyard.services.billing.provider import WebhookEvent
 from labyard.services.entitlements import Entitlements
-from labyard.store import EntitlementRow, OrderRow, OrderStatus, SubscriptionRow
+from labyard.services.teams import seats_follow
+from labyard.store import EntitlementRow, OrderKind, OrderRow, OrderStatus, SubscriptionRow
 
 TERMINAL = {"canceled", "incomplete_expired"}
 PAID = {"paid", "no_payment_required"}
@@ -101,8 +107,13 @@ def _set_status(sub: SubscriptionRow, status: str, at: datetime) -> None:
 
 
 def _sync(session: Session, sub: SubscriptionRow) -> None:
-    """Make the subscription's grant match what is known of the subscription."""
+    """Make the subscription's grant (a seats order: its seats) match what is known of the
+    subscription."""
     order = session.get(OrderRow, sub.order_id) if sub.order_id else None
+    if order is not None and order.kind == OrderKind.SEATS:
+        ended = (sub.ended_at or _now()) if sub.status in TERMINAL else None
+        seats_follow(session, order, sub.current_period_end, ended)
+        return
     if order is None or order.entitlement_id is None:
         return
     grant = session.get(EntitlementRow, order.entitlement_id)
@@ -132,6 +143,7 @@ def checkout_completed(session: Session, entitlements: Entitlements, event: Webh
     order.customer_id = _str(obj.get("customer")) or order.customer_id
     order.invoice_id = _str(obj.get("invoice")) or order.invoice_id
     order.payment_intent_id = _str(obj.get("payment_intent")) or order.payment_intent_id
+    card_country(order, _dig(obj, "customer_details", "address", "country"), from_card=False)
     sub = None
     if (sub_id := _str(obj.get("subscription"))) is not None:
         sub = _subscription(session, sub_id, event.created)
@@ -150,6 +162,7 @@ def checkout_expired(session: Session, entitlements: Entitlements, event: Webhoo
     if order is None or order.status != OrderStatus.PENDING:
         return "ignored: no pending order"
     order.status, order.updated_at = OrderStatus.CANCELLED, _now()
+    promos.release(session, order.id, order.updated_at)
     return "cancelled"
 
 
@@ -235,7 +248,7 @@ def invoice_failed(session: Session, entitlements: Entitlements, event: WebhookE
     return "payment failed; access kept until the period ends"
 
 
-def _refunded_order(session: Session, obj: dict[str, Any]) -> OrderRow | None:
+def _charge_order(session: Session, obj: dict[str, Any]) -> OrderRow | None:
     order = _order(session, _dig(obj, "metadata", "order_id"))
     for column, value in (
         (OrderRow.charge_id, _str(obj.get("id"))),
@@ -247,9 +260,22 @@ def _refunded_order(session: Session, obj: dict[str, Any]) -> OrderRow | None:
     return order
 
 
+def charge_succeeded(session: Session, entitlements: Entitlements, event: WebhookEvent) -> str:
+    """A payment went through: the card's country (`payment_method_details.card.country`,
+    where the card was issued) is checked against the country the order was priced for."""
+    obj = event.object
+    order = _charge_order(session, obj)
+    if order is None:
+        return "ignored: no order for this charge"
+    order.charge_id = order.charge_id or _str(obj.get("id"))
+    country = _dig(obj, "payment_method_details", "card", "country")
+    card_country(order, country, from_card=True)
+    return f"card country {order.card_country or '?'}" + (": flagged" if order.flagged else "")
+
+
 def charge_refunded(session: Session, entitlements: Entitlements, event: WebhookEvent) -> str:
     obj = event.object
-    order = _refunded_order(session, obj)
+    order = _charge_order(session, obj)
     if order is None:
         return "ignored: no order for this charge"
     if obj.get("refunded") is not True:
@@ -268,5 +294,6 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.deleted": subscription_changed,
     "invoice.paid": invoice_paid,
     "invoice.payment_failed": invoice_failed,
+    "charge.succeeded": charge_succeeded,
     "charge.refunded": charge_refunded,
 }

@@ -1,7 +1,9 @@
 """Stripe, through the official `stripe` package: Checkout Sessions (subscriptions, lifetime
 one-off payments, seat quantities; promotion codes and tax IDs collected), the billing
-portal, and webhooks verified with signature.py. Prices come from plans.yaml as inline
-`price_data`, so nothing has to be set up in Stripe's dashboard but the webhook endpoint.
+portal, and webhooks verified with signature.py. Prices are the order's quote (plans.yaml
+and pricing.yaml, less labyard's own discounts) as inline `price_data`, so nothing has to
+be set up in Stripe's dashboard but the webhook endpoint. Stripe's own promotion codes are
+offered only on orders at the full base price, so they never stack on ours.
 
 No `stripe` exception leaves this module: API failures become ProviderFailure (the
 message for the buyer, Stripe's detail for the log, the original chained)."""
@@ -73,7 +75,7 @@ def checkout_params(request: CheckoutRequest) -> dict[str, Any]:
         "customer_email": request.email,
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
-        "allow_promotion_codes": True,
+        "allow_promotion_codes": request.provider_promotions,
         "tax_id_collection": {"enabled": True},
         "metadata": metadata,
         "line_items": [{"price_data": price, "quantity": request.quantity}],

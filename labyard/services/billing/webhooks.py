@@ -5,8 +5,9 @@
 2. The event is inserted into `billing_events`, unique on (provider, event id), in its own
    committed transaction: from here on it is durable, whatever happens next.
 3. It is processed in a second transaction that locks its inbox row, skips it if another
-   delivery processed it already, runs its handler (stripe_events.py) and sets
-   `processed_at`: the effects and the mark commit together.
+   delivery processed it already, runs its handler (stripe_events.py), issues the invoice
+   or credit note it calls for (stripe_invoicing.py) and sets `processed_at`: the effects
+   and the mark commit together.
 
 The endpoint answers 2xx once 2 and 3 are done. If 3 fails the answer is 500 and the event
 stays unprocessed in the inbox: the provider delivers it again, the insert finds it, and it
@@ -25,8 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from labyard.errors import BadWebhook, NotFound
+from labyard.services.billing.invoices import Invoices
 from labyard.services.billing.provider import Provider, WebhookEvent
 from labyard.services.billing.stripe_events import HANDLERS
+from labyard.services.billing.stripe_invoicing import follow
 from labyard.services.entitlements import Entitlements
 from labyard.store import BillingEventRow, Database
 
@@ -53,11 +56,16 @@ def _event(row: BillingEventRow) -> WebhookEvent:
 
 class Webhooks:
     def __init__(
-        self, db: Database, entitlements: Entitlements, providers: dict[str, Provider]
+        self,
+        db: Database,
+        entitlements: Entitlements,
+        providers: dict[str, Provider],
+        invoices: Invoices,
     ) -> None:
         self.db = db
         self.entitlements = entitlements
         self.providers = providers
+        self.invoices = invoices
 
     def receive(self, provider: str, body: bytes, headers: Mapping[str, str]) -> Received:
         """Verify, store durably, process; see the module docstring."""
@@ -101,12 +109,14 @@ class Webhooks:
                 raise NotFound(f"no {provider} event {event_id} in the inbox")
             if row.processed_at is not None:
                 return row.outcome
-            handler = HANDLERS.get(row.type)
+            handler, event = HANDLERS.get(row.type), _event(row)
             outcome = (
                 "ignored: not a handled type"
                 if handler is None
-                else handler(session, self.entitlements, _event(row))
+                else handler(session, self.entitlements, event)
             )
+            if issued := follow(self.invoices, session, event):
+                outcome = f"{outcome}; {issued}"
             row.processed_at, row.outcome = _now(), outcome[:200]
             return row.outcome
 

@@ -10,6 +10,8 @@ pool.py      one SSH connection per machine, kept open across ticks
 records.py   attempts and task results in the database
 spec.py      what an attempt checks, frozen at its start
 selftest.py  `labyard content test`: a challenge passes with its solution, not without
+runs.py      each task's last check output, in memory (authors see it, learners never)
+devtools.py  the authors' task panel and `labyard content debug`: live tasks, re-run, reset
 """
 
 from labyard.services.tasks.engine import Attempts

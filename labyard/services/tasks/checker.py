@@ -25,6 +25,7 @@ from labyard.services.tasks import events
 from labyard.services.tasks.audience import Audience
 from labyard.services.tasks.pool import MachinePool
 from labyard.services.tasks.records import AttemptRecord, AttemptStore, TaskRecord
+from labyard.services.tasks.runs import RunLog
 from labyard.services.tasks.script import (
     RUNNER_MISSING,
     Check,
@@ -33,8 +34,8 @@ from labyard.services.tasks.script import (
     batch_timeout,
     parse_results,
 )
-from labyard.services.tasks.states import advance, apply, due_checks, solved
-from labyard.store import AttemptState, PlaygroundState
+from labyard.services.tasks.states import advance, apply, checks_of, due_checks, solved
+from labyard.store import AttemptState, PlaygroundState, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Checker:
         self._failures = 0
         """Ticks in a row on which a machine did not answer."""
         self._next_tick_after = interval_s
+        self.runs = RunLog()
+        """Each task's last check output, for authors (runs.py); in memory only."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -138,11 +141,34 @@ class Checker:
                 raise outcome
             else:
                 results += outcome
+        self.runs.record(results)
         self._apply(results)
         if failures and not self.record.finished:
             self._unreachable(failures[0])
         elif not failures:
             self._failures = 0
+
+    def reset(self, tasks: list[str]) -> None:
+        """Put `tasks` back to created (then blocked or running), their answers and last
+        outputs dropped, and check them at once."""
+        inputs = {k: v for k, v in self.record.inputs.items() if k not in tasks}
+        self.record = replace(self.record, inputs=inputs)
+        self.store.reopen(self.record.id, inputs)
+        self.commit({name: TaskRecord(TaskState.CREATED) for name in tasks})
+        self.commit(advance(self.record))
+        self.runs.forget(tasks)
+        self.wake()
+
+    async def run_now(self, task: str) -> None:
+        """Run one task's checks at once, whatever its state (an author's "re-run"); the
+        results count only while the task is running, as on a tick."""
+        checks = checks_of(self.record, task)
+        if not checks:
+            return
+        results = await self._batch(self.record.spec.machine_of(task), checks)
+        self.runs.record(results)
+        if self.record.tasks[task].state == TaskState.RUNNING and not self.record.finished:
+            self._apply(results)
 
     def _apply(self, results: list[tuple[Check, CheckResult]]) -> None:
         outcome = apply(self.record, results)

@@ -18,7 +18,7 @@ from labyard.content.loader import Item
 from labyard.errors import Conflict, NotFound
 from labyard.manifest import Manifest
 from labyard.services.catalog import Catalog
-from labyard.services.playgrounds import Playgrounds
+from labyard.services.playgrounds import Playground, Playgrounds
 from labyard.services.tasks import answers, events
 from labyard.services.tasks.audience import Audience, Event
 from labyard.services.tasks.checker import Checker
@@ -28,6 +28,7 @@ from labyard.services.tasks.progress import summarize
 from labyard.services.tasks.records import (
     AttemptRecord,
     AttemptStore,
+    TaskRecord,
     initial_tasks,
     new_attempt_id,
     now,
@@ -84,21 +85,31 @@ class Attempts:
         lifetime_s: int | None = None,
         manifest: Manifest | None = None,
         launch: Launch | None = None,
+        playground: Playground | None = None,
     ) -> AttemptRecord:
         """Start the item's playground, run its init tasks, then loop its checks. Returns
         once the checks are running; on failure nothing is left behind. With a `launch`
-        naming an account, its plan is checked (see Playgrounds.start)."""
+        naming an account, its plan is checked (see Playgrounds.start). With `playground`
+        (started or claimed from a warm pool for it already: a class's start), that one is
+        used instead, and destroyed if its init tasks fail."""
+        if playground is not None:
+            manifest = self.playgrounds.manifest_of(playground.id)
         manifest = manifest or self.manifest_for(item)
         spec = spec_of(item, manifest)
+        launch = launch or Launch()
         launch = replace(
-            launch or Launch(),
-            by=LAUNCHED_BY.get(item.kind, LaunchedBy.COURSE),
+            launch,
+            # a class's start stays `class`: its seats paid for it (class_admission.py)
+            by=launch.by
+            if launch.class_id is not None
+            else LAUNCHED_BY.get(item.kind, LaunchedBy.COURSE),
             content_key=item.key,
             own_manifest=False,
         )
-        playground = await self.playgrounds.start(
-            manifest, owner=owner, lifetime_s=lifetime_s, launch=launch
-        )
+        if playground is None:
+            playground = await self.playgrounds.start(
+                manifest, owner=owner, lifetime_s=lifetime_s, launch=launch
+            )
         pool = MachinePool(self.playgrounds, playground.id)
         try:
             done = await run_init(spec, pool)
@@ -264,6 +275,29 @@ class Attempts:
         if record.playground_id is not None:
             with contextlib.suppress(NotFound):
                 await self.playgrounds.destroy(record.playground_id)
+        return self.store.load(attempt_id)
+
+    async def reset(self, attempt_id: str, tasks: list[str]) -> AttemptRecord:
+        """Put looped `tasks` back to created, reopening a solved or failed attempt, and
+        check them at once (an author's reset: services/tasks/devtools.py). The machines
+        are not touched, and start-up init tasks are not run again."""
+        record = self._settled(self.store.load(attempt_id))
+        if record.state == AttemptState.ENDED:
+            raise Conflict(f"attempt {attempt_id} has ended: {record.message}")
+        checker = self._checkers.get(attempt_id)
+        if checker is not None and not checker.record.finished:
+            checker.reset(tasks)
+            return self.store.load(attempt_id)
+        run = self._runs.get(attempt_id)
+        if run is not None:  # a checker that solved it may still be resting before it ends
+            await self._stop(attempt_id)
+            if self._runs.get(attempt_id) is run:
+                self._finished(attempt_id, run)
+        inputs = {k: v for k, v in record.inputs.items() if k not in tasks}
+        self.store.save_tasks(attempt_id, {n: TaskRecord(TaskState.CREATED) for n in tasks})
+        self.store.reopen(attempt_id, inputs)
+        self.audience.touch(attempt_id)
+        self._ensure_running(self.store.load(attempt_id))
         return self.store.load(attempt_id)
 
     def forget(self, attempt_id: str) -> None:

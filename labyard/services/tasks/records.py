@@ -170,6 +170,15 @@ class AttemptStore:
                 row.state, row.message, row.finished_at = state, message, finished
         return finished
 
+    def reopen(self, attempt_id: str, inputs: dict[str, str]) -> None:
+        """Active again, with these answers (an author's reset of a finished attempt)."""
+        with self.db.session() as session:
+            row = session.get(AttemptRow, attempt_id)
+            if row is None:
+                raise NotFound(f"no attempt {attempt_id!r}")
+            row.state, row.message, row.finished_at = AttemptState.ACTIVE, "", None
+            row.inputs = dict(inputs)
+
     def set_input(self, attempt_id: str, task: str, value: str) -> None:
         with self.db.session() as session:
             row = session.get(AttemptRow, attempt_id)

@@ -7,9 +7,10 @@ hundred bytes. In the machine the checks run side by side, each in its own proce
 `timeout`, as its task's user, with the helpers sourced first. After the last one ends,
 one line per check reports it:
 
-    @@labyard <index> <exit code> <base64 stdout> <base64 stderr>
+    @@labyard <index> <exit code> <base64 stdout> <base64 stderr> <start>:<end>
 
-Base64 keeps any output (newlines, binary, our own marker) on one parseable line. Output is
+(start and end are bash's `$EPOCHREALTIME`: how long the check took, for the authors' task
+panel.) Base64 keeps any output (newlines, binary, our own marker) on one parseable line. Output is
 cut to `MAX_STDOUT`/`MAX_STDERR` bytes inside the machine, so a chatty check cannot flood
 the control plane. A batch whose runner is missing (deleted) exits `RUNNER_MISSING`.
 """
@@ -50,6 +51,8 @@ class CheckResult:
     exit_code: int
     stdout: str
     stderr: str
+    duration_s: float | None = None
+    """Measured in the machine; None when its bash has no `$EPOCHREALTIME` (before 5.0)."""
 
     @property
     def timed_out(self) -> bool:
@@ -58,7 +61,7 @@ class CheckResult:
 
 _RUNNER_FUNCTIONS = f"""
 __ly_check() {{  # index, timeout, user, base64 script
-  local body
+  local body t0=$EPOCHREALTIME
   body=". {{runner}}"$'\\n'"$(base64 -d <<<"$4")"
   if [ "$3" = root ]; then
     timeout -k 2 "$2" bash -c "$body" </dev/null >"$__ly_dir/$1.out" 2>"$__ly_dir/$1.err"
@@ -66,14 +69,14 @@ __ly_check() {{  # index, timeout, user, base64 script
     timeout -k 2 "$2" su - "$3" -s /bin/bash -c "$body" \\
       </dev/null >"$__ly_dir/$1.out" 2>"$__ly_dir/$1.err"
   fi
-  echo "$?" >"$__ly_dir/$1.code"
+  echo "$? $t0 $EPOCHREALTIME" >"$__ly_dir/$1.code"
 }}
 __ly_report() {{  # index; builtins where they do, as this runs for every check every tick
-  local code={NO_EXIT_CODE} out="" err=""
-  read -r code <"$__ly_dir/$1.code" 2>/dev/null
+  local code={NO_EXIT_CODE} t0="" t1="" out="" err=""
+  read -r code t0 t1 <"$__ly_dir/$1.code" 2>/dev/null
   [ -s "$__ly_dir/$1.out" ] && out=$(head -c {MAX_STDOUT} "$__ly_dir/$1.out" | base64 -w0)
   [ -s "$__ly_dir/$1.err" ] && err=$(head -c {MAX_STDERR} "$__ly_dir/$1.err" | base64 -w0)
-  printf '{MARKER} %s %s %s %s\\n' "$1" "$code" "$out" "$err"
+  printf '{MARKER} %s %s %s %s %s:%s\\n' "$1" "$code" "$out" "$err" "$t0" "$t1"
 }}
 """
 
@@ -147,13 +150,22 @@ def parse_results(output: str, count: int) -> dict[int, CheckResult]:
     results: dict[int, CheckResult] = {}
     for line in output.splitlines():
         fields = line.split(" ")
-        if len(fields) != 5 or fields[0] != MARKER:
+        if len(fields) not in (5, 6) or fields[0] != MARKER:
             continue
         try:
             index, code = int(fields[1]), int(fields[2])
-            stdout, stderr = (base64.b64decode(f).decode("utf-8", "replace") for f in fields[3:])
+            stdout, stderr = (base64.b64decode(f).decode("utf-8", "replace") for f in fields[3:5])
         except (ValueError, binascii.Error):
             continue
         if 0 <= index < count:
-            results[index] = CheckResult(code, stdout, stderr)
+            results[index] = CheckResult(code, stdout, stderr, _duration(fields[5:]))
     return results
+
+
+def _duration(field: list[str]) -> float | None:
+    """Seconds from a `start:end` pair of `$EPOCHREALTIME`s (`,` in some locales)."""
+    start, _, end = (field[0] if field else "").replace(",", ".").partition(":")
+    try:
+        return round(max(0.0, float(end) - float(start)), 6)
+    except ValueError:
+        return None

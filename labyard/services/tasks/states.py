@@ -45,20 +45,26 @@ def due_checks(record: AttemptRecord) -> dict[str, list[Check]]:
     """The checks to run this tick, by machine: those of every running task, except tasks
     still waiting for the learner's answer."""
     by_machine: dict[str, list[Check]] = defaultdict(list)
-    stdouts = {n: t.stdout for n, t in record.tasks.items() if t.state == TaskState.COMPLETED}
-    for name, task in record.spec.looped_tasks.items():
+    for name in record.spec.looped_tasks:
         if record.tasks[name].state != TaskState.RUNNING:
             continue
         if record.spec.wants_input(name) and name not in record.inputs:
             continue
-        env = expand_env(task.env, stdouts, record.inputs.get(name))
-        machine = record.spec.machine_of(name)
-        scripts = (("run", task.run), ("hint", task.hintcheck), ("fail", task.failcheck))
-        for kind, script in scripts:
-            if script:
-                check = Check(name, kind, script, task.user, env, task.timeout_seconds)  # type: ignore[arg-type]
-                by_machine[machine].append(check)
+        by_machine[record.spec.machine_of(name)] += checks_of(record, name)
     return dict(by_machine)
+
+
+def checks_of(record: AttemptRecord, name: str) -> list[Check]:
+    """A looped task's checks (run, hint, fail), `env` rendered as of now."""
+    task = record.spec.looped_tasks[name]
+    stdouts = {n: t.stdout for n, t in record.tasks.items() if t.state == TaskState.COMPLETED}
+    env = expand_env(task.env, stdouts, record.inputs.get(name))
+    scripts = (("run", task.run), ("hint", task.hintcheck), ("fail", task.failcheck))
+    return [
+        Check(name, kind, script, task.user, env, task.timeout_seconds)  # type: ignore[arg-type]
+        for kind, script in scripts
+        if script
+    ]
 
 
 @dataclass

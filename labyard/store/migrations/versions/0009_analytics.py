@@ -3,7 +3,8 @@
 Each analytics query is answered from one of these without reading the table: a period's
 sessions by start (`period`), or in GROUP BY order for a long period on SQLite (`dims`,
 `accounts`); the sessions across a period's start (`ended`); paid orders by payment time,
-and by account for who pays when (`standing`); attempts by start and by solve. docs/analytics.md says which query uses which.
+and by account for who pays when (`standing`); attempts by start and by solve.
+docs/analytics.md says which query uses which.
 
 Revision ID: 0009
 Revises: 0008
