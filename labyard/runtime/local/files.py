@@ -10,35 +10,13 @@ import os
 from pathlib import Path, PurePosixPath
 
 from labyard.errors import InvalidInput
+from labyard.images.layers import resolve_inside
 from labyard.runtime.local.idmap import IdRange
-
-_MAX_LINKS = 40
 
 
 def inside(rootfs: Path, path: str) -> Path:
     """The host path of `path` in the machine, following symlinks without leaving `rootfs`."""
-    parts = list(PurePosixPath("/", path).parts[1:])
-    resolved = rootfs
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            resolved = resolved.parent if resolved != rootfs else rootfs
-            continue
-        candidate = resolved / part
-        if candidate.is_symlink():
-            hops += 1
-            if hops > _MAX_LINKS:
-                raise InvalidInput(f"{path}: too many symbolic links in the machine")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = rootfs
-            parts = list(PurePosixPath(target).parts[1 if target.startswith("/") else 0 :]) + parts
-            continue
-        resolved = candidate
-    return resolved
+    return resolve_inside(rootfs, list(PurePosixPath("/", path).parts[1:]), path)
 
 
 def _lookup(rootfs: Path, table: str, name: str) -> int:
