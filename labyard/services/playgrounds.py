@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,6 +88,25 @@ Claimer = Callable[[Manifest, str, int | None, Launch], Awaitable["Playground | 
 """(manifest, owner, lifetime_s, launch) -> a warm playground claimed for it, or None."""
 
 
+def playground_of(row: PlaygroundRow, live: Mapping[str, MachineState] | None = None) -> Playground:
+    """A playground as its row says, each machine in the state the driver reported (`live`)
+    or, where it reported none, in the playground's own."""
+    machines = [
+        MachineView(m.name, m.image, m.address, str((live or {}).get(m.name, row.state)))
+        for m in row.machines
+    ]
+    return Playground(
+        row.id,
+        row.name,
+        row.title,
+        row.owner,
+        row.state,
+        machines,
+        aware(row.created_at),
+        aware(row.expires_at),
+    )
+
+
 class Playgrounds:
     def __init__(
         self, settings: Settings, db: Database, driver: Driver, plans: PlanBook | None = None
@@ -112,20 +131,7 @@ class Playgrounds:
         live: dict[str, MachineState] = {}
         if row.state in (PlaygroundState.RUNNING, PlaygroundState.STOPPED):
             live = await self.driver.status(row.id)
-        machines = [
-            MachineView(m.name, m.image, m.address, str(live.get(m.name, row.state)))
-            for m in row.machines
-        ]
-        return Playground(
-            row.id,
-            row.name,
-            row.title,
-            row.owner,
-            row.state,
-            machines,
-            aware(row.created_at),
-            aware(row.expires_at),
-        )
+        return playground_of(row, live)
 
     async def get(self, playground_id: str, owner: str | None = None) -> Playground:
         with self.db.session() as session:

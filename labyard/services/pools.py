@@ -64,7 +64,7 @@ from labyard.manifest import Manifest
 from labyard.services import claim_reset
 from labyard.services.catalog import Catalog
 from labyard.services.locks import playground_lock
-from labyard.services.playgrounds import MachineView, Playground, Playgrounds, aware, now
+from labyard.services.playgrounds import Playground, Playgrounds, now, playground_of
 from labyard.services.start_queue import COLD_STARTS_AT_A_TIME, Queued, StartQueue, TicketState
 from labyard.services.tasks.content import find_item, manifest_for
 from labyard.services.usage import Launch, open_session
@@ -444,7 +444,9 @@ class Pools:
                     started_at=at,
                     restart=False,
                 )
-                return _Taken(_view(row), targets, client.public_openssh)
+                # From the row alone: it was running a moment ago; asking the driver
+                # would cost the learner a runc call.
+                return _Taken(playground_of(row), targets, client.public_openssh)
         except _Undo:
             return None
 
@@ -564,22 +566,6 @@ class Pools:
 
 def _target(machine: MachineRow, client_key: str) -> Target:
     return Target(machine.address, machine.ssh_port, public_key_of(machine.host_key), client_key)
-
-
-def _view(row: PlaygroundRow) -> Playground:
-    """What the claim returns, from the row alone (it was running a moment ago; asking
-    the driver would cost the learner a runc call)."""
-    machines = [MachineView(m.name, m.image, m.address, row.state) for m in row.machines]
-    return Playground(
-        row.id,
-        row.name,
-        row.title,
-        row.owner,
-        row.state,
-        machines,
-        aware(row.created_at),
-        aware(row.expires_at),
-    )
 
 
 def _owner(user: User) -> str:
