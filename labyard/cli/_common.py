@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
@@ -20,6 +21,20 @@ T = TypeVar("T")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def local() -> Iterator[Labyard]:
+    """The local instance (LABYARD_DATA_DIR), opened for one command that needs no event
+    loop (the operator's `labyard admin ...`)."""
+    from labyard.services import Labyard
+    from labyard.settings import Settings
+
+    labyard = Labyard(Settings.from_env())
+    try:
+        yield labyard
+    finally:
+        labyard.close()
 
 
 def run(work: Callable[[Labyard], Awaitable[T]], *, reconcile: bool = False) -> T:

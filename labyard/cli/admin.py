@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,14 +14,14 @@ import typer
 from rich.table import Table
 
 from labyard.cli import admin_analytics
-from labyard.cli._common import err, out, print_json
+from labyard.cli._common import err, local, out, print_json
 from labyard.cli.admin_lti import lti
 from labyard.cli.admin_promo import promo
 from labyard.errors import InvalidInput, ManifestError, SettingsFileError
 from labyard.settings import Settings
 
 if TYPE_CHECKING:
-    from labyard.services import Labyard
+    pass
 
 
 admin = typer.Typer(
@@ -32,18 +30,6 @@ admin = typer.Typer(
 admin.add_typer(promo, name="promo")
 admin.add_typer(lti, name="lti")
 admin.command("analytics")(admin_analytics.analytics)
-
-
-@contextmanager
-def local() -> Iterator[Labyard]:
-    """The instance in LABYARD_DATA_DIR, opened for one command."""
-    from labyard.services import Labyard
-
-    labyard = Labyard(Settings.from_env())
-    try:
-        yield labyard
-    finally:
-        labyard.close()
 
 
 def _password() -> str:

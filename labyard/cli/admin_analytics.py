@@ -35,7 +35,7 @@ def analytics(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Usage and revenue for a period, each headline figure against the previous period."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
     from labyard.services.analytics import period
 
     found = period(first, last)  # a bad period fails before the database is opened

@@ -28,7 +28,7 @@ def add(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register a platform."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
     from labyard.services.lti import NewPlatform
 
     new = NewPlatform(issuer, client_id, tuple(deployments), jwks_url, auth_url, token_url, name)
@@ -44,7 +44,7 @@ def add(
 @lti.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Every registered platform."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:
         found = labyard.lti.registrations.list(None)
@@ -67,7 +67,7 @@ def remove(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Remove a platform: its launches stop working; its accounts stay, without LMS links."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:
         gone = labyard.lti.registrations.remove(None, platform_id)

@@ -37,7 +37,7 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Make a promo code."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:  # imports the services: promos.py only after that
         from labyard.services.billing.promos import NewPromo, parse_expiry
@@ -64,7 +64,7 @@ def create(
 @promo.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Every promo code, newest first."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:
         found = [p.to_json() for p in labyard.billing.promos.list(None)]
@@ -97,7 +97,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """One promo code and every order that used it."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:
         found, uses = labyard.billing.promos.get(None, code)
@@ -121,7 +121,7 @@ def disable(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Stop a promo code: no new checkout takes it (orders holding it keep their discount)."""
-    from labyard.cli.admin import local
+    from labyard.cli._common import local
 
     with local() as labyard:
         done = labyard.billing.promos.disable(None, code)
