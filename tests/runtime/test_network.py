@@ -331,6 +331,19 @@ def in_egress_nets(settings: Settings, ip: str) -> bool:
     return found.returncode == 0
 
 
+def test_the_host_acknowledges_machines_at_once(playgrounds: Playgrounds) -> None:
+    """The host's route to a playground's bridge has delayed ACKs off: sshd's first reply on
+    a connection otherwise waits 40 ms for one (network.py says why)."""
+    for playground in (playgrounds.one, playgrounds.closed):
+        bridge = f"lyb{playground.id}0"
+        routes = run("ip", "-4", "-o", "route", "show", "dev", bridge, "proto", "kernel")
+        assert routes.strip(), f"no route to {bridge}"
+        assert " quickack 1" in routes, routes
+    # The main interface's route is the host's own business, left as it was.
+    outside = run("ip", "-4", "-o", "route", "get", "1.1.1.1")
+    assert "quickack" not in outside, outside
+
+
 def bridge_rules(settings: Settings, playground: Playground) -> list[str]:
     table = nft_table(settings.instance)
     listing = _nft("list", "chain", "inet", table, f"br_lyb{playground.id}0")
