@@ -7,9 +7,11 @@ them paying), sessions of every kind with restarts, failed starts and a few stil
 200,000 attempts, orders in four currencies and five price tiers with their grants and
 provider subscriptions. It is bulk-loaded with the database's own fast path (executemany in
 one transaction on SQLite, COPY on PostgreSQL) into a schema made by the migrations, so the
-indexes are exactly those of migration 0009. Each period is reported once untimed, then
-`--runs` times; the figures are the median and p95 (nearest rank) of those, in ms, against
-the target of 500 ms.
+indexes are exactly those of the migrations. Then the daily roll-ups are summed from the
+loaded sessions with `usage.rebuild_days` (what migration 0015 does for the sessions closed
+before it; a live server adds each session as it closes), timed as `roll_up_s`. Each period
+is reported once untimed, then `--runs` times; the figures are the median and p95 (nearest
+rank) of those, in ms, against the target of 500 ms.
 
 Run: `.venv/bin/python bench/analytics.py [--postgres URL] [--runs 9] [--json PATH]`
 (`--postgres "$(scripts/postgres.sh)"` for a throwaway PostgreSQL; a database of its own is
@@ -44,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from labyard.services.analytics import Analytics, period  # noqa: E402
 from labyard.services.plans import builtin_plans  # noqa: E402
+from labyard.services.usage import rebuild_days  # noqa: E402
 from labyard.store import Database  # noqa: E402
 
 TARGET_MS = 500.0
@@ -268,6 +271,18 @@ def postgres_database(base: str) -> Iterator[str]:
         admin.dispose()
 
 
+def roll_up(url: str) -> float:
+    """Seconds to sum the daily roll-ups from the loaded sessions."""
+    db = Database(url)
+    try:
+        started = time.perf_counter()
+        with db.session() as session:
+            rebuild_days(session)
+        return round(time.perf_counter() - started, 1)
+    finally:
+        db.close()
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
@@ -349,6 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         load_sqlite(path, world)
         result["sqlite"] = {"load_s": round(time.perf_counter() - started, 1)}
+        result["sqlite"]["roll_up_s"] = roll_up(f"sqlite:///{path}")
         result["sqlite"].update(time_reports(f"sqlite:///{path}", args.runs))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -360,6 +376,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             load_postgres(url, world)
             result["postgresql"] = {"load_s": round(time.perf_counter() - started, 1)}
+            result["postgresql"]["roll_up_s"] = roll_up(url)
             result["postgresql"].update(time_reports(url, args.runs))
             engine = create_engine(url)
             with engine.connect() as connection:

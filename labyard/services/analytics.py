@@ -15,13 +15,16 @@ docs/analytics.md; in short:
 
 Each headline figure also has its value for the previous period of the same length.
 
-Speed: one report reads a handful of aggregate queries, each answered from a covering index
-(migration 0009), so a period over a million sessions takes a few hundred milliseconds on
-SQLite and PostgreSQL alike (bench/analytics.py). SQLite's planner has no statistics, and
-left alone it answers a long period through the narrow `started_at` index, a table lookup
-per row and a sort for the GROUP BY (seconds); so for a period that covers much of the data
-the `started_at` terms are written `+started_at` there (`_unindexed`), which leaves it the
-index in GROUP BY order. PostgreSQL plans with its statistics and gets the plain terms.
+Speed: a period's launches and machine-minutes are sums over its days in the daily roll-ups
+(usage_days, playground_days; usage.py adds each session as it closes), corrected by the few
+sessions at its edges (still open, or across its start or end), which are read one by one.
+The rest are aggregate queries answered from covering indexes (migration 0009), the orders'
+half on a second connection at the same time; so a period over a million sessions takes a
+few hundred milliseconds on SQLite and PostgreSQL alike (bench/analytics.py). SQLite's
+planner has no statistics: for a period that covers much of the data the `started_at` terms
+are written `+started_at` (`_unindexed`) where another index holds fewer rows; PostgreSQL
+plans with its statistics and gets the plain terms. On both, such a period's accounts are
+found one index seek per account rather than by grouping most of the sessions.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,11 +46,10 @@ from sqlalchemy import (
     Connection,
     and_,
     case,
+    exists,
     func,
-    literal,
     or_,
     select,
-    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -64,9 +67,12 @@ from labyard.store import (
     OrderKind,
     OrderRow,
     OrderStatus,
+    PlaygroundDayRow,
     Role,
     SubscriptionRow,
+    UsageDayRow,
     UsageSessionRow,
+    UserRow,
 )
 from labyard.store.models import UTCDateTime
 
@@ -104,6 +110,9 @@ SCAN_SHARE = 0.25
 scan rather than a range of `started_at` (see the module docstring)."""
 
 S = UsageSessionRow.__table__.c
+D = UsageDayRow.__table__.c
+PD = PlaygroundDayRow.__table__.c
+U = UserRow.__table__.c
 ORDERS = OrderRow.__table__
 O = ORDERS.c  # noqa: E741
 E = EntitlementRow.__table__.c
@@ -242,20 +251,22 @@ class _Group:
     launches: int = 0
     minutes: float = 0.0
 
+    def add(self, launches: int, minutes: float) -> None:
+        self.launches += launches
+        self.minutes += minutes
+
 
 @dataclass
 class _Usage:
-    """What the sessions say about one period."""
+    """What the sessions say about one period: launches and machine-minutes inside it by
+    (plan, launched_by) and by playground name, accounts, and the chart's series."""
 
-    groups: dict[tuple[str, str, str], _Group] = field(default_factory=dict)
-    """(plan, launched_by, playground) -> launches and machine-minutes inside the period."""
+    kinds: dict[tuple[str, str], _Group] = field(default_factory=lambda: defaultdict(_Group))
+    playgrounds: dict[str, _Group] = field(default_factory=lambda: defaultdict(_Group))
     active: int = 0
     paid_active: int = 0
     series_launches: list[int] = field(default_factory=list)
     series_minutes: list[float] = field(default_factory=list)
-
-    def group(self, key: tuple[str, str, str]) -> _Group:
-        return self.groups.setdefault(key, _Group())
 
 
 @dataclass(frozen=True)
@@ -268,6 +279,8 @@ class _Window:
     end: datetime
     asof: datetime
     """Open sessions count up to here: the period's end, or now if that is sooner."""
+    wide: bool = False
+    """It covers much of the sessions' time span: accounts are found account by account."""
     scan: bool = False
     start_edge_by_end: bool = False
     end_edge_by_end: bool = False
@@ -293,6 +306,9 @@ class _Edge:
     started_at: datetime
     before: bool
     """It started before the period."""
+    launch: int
+    """1 for an open session started in the period that is no restart: a launch the daily
+    roll-ups do not have yet (they hold closed sessions)."""
     counted: float
     """Its machine-minutes the sums already counted (all of them, if it started inside)."""
     inside: float
@@ -302,9 +318,10 @@ class _Edge:
 class _Sessions:
     """The usage queries for one report, on one connection."""
 
-    def __init__(self, connection: Connection, paid: ColumnElement[bool], now: datetime) -> None:
+    def __init__(self, connection: Connection, default_plan: str, now: datetime) -> None:
         self.connection = connection
-        self.paid = paid
+        self.paid_plans = [p for p in self._plans() if p not in (default_plan, "")]
+        self.paid = S.plan.in_(self.paid_plans)
         """The session's plan at start was a paid one."""
         self.now = now
         self.sqlite = connection.dialect.name == "sqlite"
@@ -320,89 +337,79 @@ class _Sessions:
         share: float = (end - start) / (self.last - self.first)
         return max(0.0, share)
 
+    def _plans(self) -> list[str]:
+        """Every plan a session started on, one index seek each (ix_usage_sessions_dims)."""
+        plans: list[str] = []
+        while True:
+            query = select(func.min(S.plan))
+            if plans:
+                query = query.where(S.plan > plans[-1])
+            found = self.connection.execute(query).scalar()
+            if found is None:
+                return plans
+            plans.append(found)
+
     def window(self, start: datetime, end: datetime) -> _Window:
         asof = min(end, self.now)
+        wide = self._share(start, end) > SCAN_SHARE
         if not self.sqlite:
-            return _Window(start, end, asof)
+            return _Window(start, end, asof, wide)
         return _Window(
             start,
             end,
             asof,
-            scan=self._share(start, end) > SCAN_SHARE,
+            wide,
+            scan=wide,
             start_edge_by_end=self._share(start, None) < self._share(None, start),
             end_edge_by_end=self._share(end, None) < self._share(start, end),
         )
 
     def usage(self, window: _Window, series_days: int | None) -> _Usage:
         found = _Usage()
-        for plan, by, name, restart, sessions, minutes in self._groups(window):
-            group = found.group((plan, by, name))
-            group.launches += 0 if restart else int(sessions)
-            group.minutes += float(minutes or 0)
+        days = _days(window)
+        for plan, by, launches, minutes in self.connection.execute(
+            select(D.plan, D.launched_by, func.sum(D.launches), func.sum(D.machine_minutes))
+            .where(days(D.day))
+            .group_by(D.plan, D.launched_by)
+        ):
+            found.kinds[(plan, by)].add(int(launches), float(minutes))
+        for name, launches, minutes in self.connection.execute(
+            select(PD.playground_name, func.sum(PD.launches), func.sum(PD.machine_minutes))
+            .where(days(PD.day))
+            .group_by(PD.playground_name)
+        ):
+            found.playgrounds[name].add(int(launches), float(minutes))
         if series_days is not None:
             found.series_launches, found.series_minutes = self._series(window, series_days)
         edges = self._edges(window)
         for edge in edges:
-            found.group(edge.group).minutes += edge.inside - edge.counted
+            plan, by, name = edge.group
+            minutes = edge.inside - edge.counted
+            found.kinds[(plan, by)].add(edge.launch, minutes)
+            found.playgrounds[name].add(edge.launch, minutes)
             if found.series_minutes:
                 index = max(0, (edge.started_at - window.start).days // (series_days or 1))
-                last = len(found.series_minutes) - 1
-                found.series_minutes[min(index, last)] += edge.inside - edge.counted
+                index = min(index, len(found.series_minutes) - 1)
+                found.series_launches[index] += edge.launch
+                found.series_minutes[index] += minutes
         found.active, found.paid_active = self._accounts(window, edges)
         return found
 
-    def _groups(self, window: _Window) -> Sequence[Any]:
-        """(plan, launched_by, playground_name, restart, sessions, machine-minutes) of the
-        sessions started in the period; grouped in the order of ix_usage_sessions_dims, so
-        SQLite streams a long period off that index with no expression to evaluate."""
-        keys = (S.plan, S.launched_by, S.playground_name, S.restart)
-        query = (
-            select(*keys, func.count(), func.sum(S.machine_minutes))
-            .where(window.in_period())
-            .group_by(*keys)
-        )
-        return self.connection.execute(query).all()
-
     def _series(self, window: _Window, days: int) -> tuple[list[int], list[float]]:
-        """Launches and machine-minutes per bucket of `days` days, by start time (usage()
-        then corrects the edge sessions)."""
+        """Launches and machine-minutes per bucket of `days` days, by start day (usage()
+        then adds the edge sessions)."""
         count = math.ceil((window.end - window.start).days / days)
         launches, minutes = [0] * count, [0.0] * count
-        if self.sqlite:
-            rows = self._series_sqlite(window, days, count)
-        else:
-            bucket = func.date_bin(timedelta(days=days), S.started_at, window.start)
-            restarts = _count_of(S.restart)
-            query = (
-                select(bucket, func.count(), func.sum(restarts), func.sum(S.machine_minutes))
-                .where(window.in_period())
-                .group_by(bucket)
-            )
-            rows = [
-                ((at - window.start).days // days, n, skip, mm)
-                for at, n, skip, mm in self.connection.execute(query)
-            ]
-        for index, sessions, restarts, mm in rows:
-            launches[index] += int(sessions) - int(restarts or 0)
-            minutes[index] += float(mm or 0)
+        first = window.start.date()
+        for day, n, mm in self.connection.execute(
+            select(D.day, func.sum(D.launches), func.sum(D.machine_minutes))
+            .where(_days(window)(D.day))
+            .group_by(D.day)
+        ):
+            index = (day - first).days // days
+            launches[index] += int(n)
+            minutes[index] += float(mm)
         return launches, minutes
-
-    def _series_sqlite(self, window: _Window, days: int, count: int) -> Sequence[Any]:
-        # One range per bucket, each read in index order: to GROUP BY a computed day SQLite
-        # would sort every row. (Its compound SELECT limit is 500; MAX_POINTS stays below.)
-        parts = []
-        for index in range(count):
-            start = window.start + timedelta(days=index * days)
-            end = min(window.end, start + timedelta(days=days))
-            parts.append(
-                select(
-                    literal(index),
-                    func.count(),
-                    func.sum(_count_of(S.restart)),
-                    func.sum(S.machine_minutes),
-                ).where(S.started_at >= start, S.started_at < end)
-            )
-        return self.connection.execute(union_all(*parts)).all()
 
     def _edges(self, window: _Window) -> list[_Edge]:
         """The sessions across the period's start or its end, and the open ones."""
@@ -415,6 +422,7 @@ class _Sessions:
             S.started_at,
             S.ended_at,
             S.machine_minutes,
+            S.restart,
             self.paid.label("paid"),
         )
         by_end = window.start_edge_by_end
@@ -433,6 +441,7 @@ class _Sessions:
             for row in self.connection.execute(query):
                 ended = min(row.ended_at or window.asof, window.end, window.asof)
                 before = row.started_at < window.start
+                launch = int(row.ended_at is None and not before and not row.restart)
                 edges.append(
                     _Edge(
                         row.account_id,
@@ -440,6 +449,7 @@ class _Sessions:
                         bool(row.paid),
                         row.started_at,
                         before,
+                        launch,
                         0.0 if before else float(row.machine_minutes or 0),
                         _minutes(row.machines, max(row.started_at, window.start), ended),
                     )
@@ -449,15 +459,18 @@ class _Sessions:
     def _accounts(self, window: _Window, edges: Sequence[_Edge]) -> tuple[int, int]:
         """(accounts with a session in the period, those of them with a paid one)."""
         paid = func.max(case((self.paid, 1), else_=0))
-        inner = (
-            select(S.account_id, paid.label("paid"))
-            .where(window.in_period(), S.account_id.is_not(None))
-            .group_by(S.account_id)
-            .subquery()
-        )
-        active, paid_active = self.connection.execute(
-            select(func.count(), func.coalesce(func.sum(inner.c.paid), 0))
-        ).one()
+        if window.wide:
+            active, paid_active = self._accounts_one_by_one(window)
+        else:
+            inner = (
+                select(S.account_id, paid.label("paid"))
+                .where(window.in_period(), S.account_id.is_not(None))
+                .group_by(S.account_id)
+                .subquery()
+            )
+            active, paid_active = self.connection.execute(
+                select(func.count(), func.coalesce(func.sum(inner.c.paid), 0))
+            ).one()
         # Sessions from before the period that ran on into it: their accounts, unless the
         # query above counted them already.
         before: dict[int, bool] = {}
@@ -478,6 +491,25 @@ class _Sessions:
                 elif was_paid and not counted[account]:
                     paid_active += 1
         return int(active), int(paid_active)
+
+    def _accounts_one_by_one(self, window: _Window) -> tuple[int, int]:
+        """For a long period, whether each account has a (paid) session in it: one seek per
+        account in ix_usage_sessions_account_started (ix_usage_sessions_accounts), which is
+        cheaper than grouping most of the sessions by account."""
+        started = and_(S.started_at >= window.start, S.started_at < window.end)
+
+        def having(*terms: ColumnElement[bool]) -> int:
+            session_of = exists().where(S.account_id == U.id, *terms, started)
+            query = select(func.count()).select_from(UserRow).where(session_of)
+            return self.connection.execute(query).scalar() or 0
+
+        return having(), having(self.paid) if self.paid_plans else 0
+
+
+def _days(window: _Window) -> Any:
+    """The roll-ups' days of the period: a day column -> its condition."""
+    first, end = window.start.date(), window.end.date()
+    return lambda day: and_(day >= first, day < end)
 
 
 # -- the money side ----------------------------------------------------------------------
@@ -673,10 +705,8 @@ def _top_content(connection: Connection, start: datetime, end: datetime) -> list
 
 
 def _headline(usage: _Usage) -> dict[str, Any]:
-    launches = sum(g.launches for g in usage.groups.values())
-    free_play = sum(
-        g.launches for (_, by, _), g in usage.groups.items() if by == LaunchedBy.FREE_PLAY
-    )
+    launches = sum(g.launches for g in usage.kinds.values())
+    free_play = sum(g.launches for (_, by), g in usage.kinds.items() if by == LaunchedBy.FREE_PLAY)
     return {
         "launches": launches,
         "free_play_share": _ratio(free_play, launches),
@@ -716,9 +746,6 @@ class Analytics:
         self.db = db
         self.plans = plans
 
-    def _paid(self) -> ColumnElement[bool]:
-        return S.plan.not_in((self.plans.default, ""))
-
     def for_admin(self, actor: User, first: str | date, last: str | date) -> dict[str, Any]:
         """The report for the period `first` to `last`, if `actor` is an admin."""
         if actor.role != Role.ADMIN:
@@ -740,42 +767,44 @@ class Analytics:
         at = now or datetime.now(UTC)
         bucket = max(1, math.ceil(found.days / MAX_POINTS))
         before = found.previous
-        with self.db.engine.connect() as connection:
-            sessions = _Sessions(connection, self._paid(), at)
-            current = sessions.window(found.start, found.end)
-            usage = sessions.usage(current, bucket)
+        asof = min(found.end, at)
+        # The orders' half on a second connection, while this one reads the sessions': the
+        # two halves share nothing, and each is mostly the database's own work.
+        with ThreadPoolExecutor(max_workers=1) as pool, self.db.engine.connect() as connection:
+            earnings = pool.submit(self._earnings, found, before, asof)
+            sessions = _Sessions(connection, self.plans.default, at)
+            usage = sessions.usage(sessions.window(found.start, found.end), bucket)
             earlier = sessions.usage(sessions.window(before.start, before.end), None)
-            money = _Money(connection)
-            standing = money.standing(before.start, found.start, current.asof)
-            paying_before, paying_start, paying_end = standing.paying
-            revenue = money.revenue_by_month(found.start, found.end)
-            revenue_before = money.revenue_by_month(before.start, before.end)
-            values = {
-                **_headline(usage),
-                **self._minutes(usage),
-                "new_paid": standing.new_now,
-                "churned": len(paying_start - paying_end),
-                "mrr": standing.mrr_end,
-                "revenue": _total(revenue),
-            }
-            previous = {
-                **_headline(earlier),
-                **self._minutes(earlier),
-                "new_paid": standing.new_before,
-                "churned": len(paying_before - paying_start),
-                "mrr": standing.mrr_start,
-                "revenue": _total(revenue_before),
-            }
-            tables = {
-                "top_playgrounds": _top_playgrounds(usage),
-                "top_content": _top_content(connection, found.start, found.end),
-                "revenue_by_month": revenue,
-                "country_tiers": money.country_tiers(found.start, found.end),
-            }
+            top_content = _top_content(connection, found.start, found.end)
+            country_tiers = _Money(connection).country_tiers(found.start, found.end)
+            standing, revenue, revenue_before = earnings.result()
+        paying_before, paying_start, paying_end = standing.paying
+        values = {
+            **_headline(usage),
+            **self._minutes(usage),
+            "new_paid": standing.new_now,
+            "churned": len(paying_start - paying_end),
+            "mrr": standing.mrr_end,
+            "revenue": _total(revenue),
+        }
+        previous = {
+            **_headline(earlier),
+            **self._minutes(earlier),
+            "new_paid": standing.new_before,
+            "churned": len(paying_before - paying_start),
+            "mrr": standing.mrr_start,
+            "revenue": _total(revenue_before),
+        }
+        tables = {
+            "top_playgrounds": _top_playgrounds(usage),
+            "top_content": top_content,
+            "revenue_by_month": revenue,
+            "country_tiers": country_tiers,
+        }
         return {
             "period": found.to_json(),
             "previous_period": before.to_json(),
-            "as_of": current.asof.isoformat(),
+            "as_of": asof.isoformat(),
             **values,
             "previous": previous,
             "change": {key: _change(values[key], previous[key]) for key in values},
@@ -783,11 +812,24 @@ class Analytics:
             "series": _series(found, bucket, usage),
         }
 
+    def _earnings(
+        self, found: Period, before: Period, asof: datetime
+    ) -> tuple[_Standing, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Who pays when, and the revenue by month of both periods, on a connection of its
+        own."""
+        with self.db.engine.connect() as connection:
+            money = _Money(connection)
+            return (
+                money.standing(before.start, found.start, asof),
+                money.revenue_by_month(found.start, found.end),
+                money.revenue_by_month(before.start, before.end),
+            )
+
     def _minutes(self, usage: _Usage) -> dict[str, Any]:
-        total = sum(g.minutes for g in usage.groups.values())
+        total = sum(g.minutes for g in usage.kinds.values())
         paid = sum(
             g.minutes
-            for (plan, _, _), g in usage.groups.items()
+            for (plan, _), g in usage.kinds.items()
             if plan not in (self.plans.default, "")
         )
         return {
@@ -805,12 +847,8 @@ def _total(revenue: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _top_playgrounds(usage: _Usage) -> list[dict[str, Any]]:
-    by_name: dict[str, _Group] = defaultdict(_Group)
-    for (_, _, name), group in usage.groups.items():
-        by_name[name].launches += group.launches
-        by_name[name].minutes += group.minutes
     ranked = sorted(
-        by_name.items(), key=lambda item: (-item[1].launches, -item[1].minutes, item[0])
+        usage.playgrounds.items(), key=lambda item: (-item[1].launches, -item[1].minutes, item[0])
     )
     return [
         {"name": name, "launches": g.launches, "machine_minutes": round(g.minutes, 2)}

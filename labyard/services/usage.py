@@ -6,6 +6,10 @@ never a playground without its session or the other way round, and closed by
 `UPDATE ... WHERE ended_at IS NULL`: whichever path (or process) closes it first sets its
 end and machine-minutes, every later one changes nothing. A restarted server finds open
 sessions as they were and closes them when their playground ends; nothing counts twice.
+
+Closing a session also adds it to the daily roll-ups (`usage_days`, `playground_days`), in
+the same transaction and only when this call closed it: the analytics sums a period's days
+from those instead of reading every session.
 """
 
 from __future__ import annotations
@@ -15,10 +19,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Date, case, cast, delete, func, select, update
+from sqlalchemy import insert as insert_into
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from labyard.store import Database, EndReason, LaunchedBy, Role, UsageSessionRow
+from labyard.store import (
+    Database,
+    EndReason,
+    LaunchedBy,
+    PlaygroundDayRow,
+    Role,
+    UsageDayRow,
+    UsageSessionRow,
+)
 
 DAY = timedelta(days=1)
 
@@ -123,25 +138,73 @@ def last_launch(session: Session, playground_id: str) -> Launch:
 
 
 def close_sessions(session: Session, playground_id: str, reason: EndReason, at: datetime) -> int:
-    """End the playground's open session(s) at `at`; returns how many this call ended."""
+    """End the playground's open session(s) at `at`, and add each to the daily roll-ups;
+    returns how many this call ended."""
+    S = UsageSessionRow
     open_rows = session.execute(
-        select(UsageSessionRow.id, UsageSessionRow.machines, UsageSessionRow.started_at).where(
-            UsageSessionRow.playground_id == playground_id, UsageSessionRow.ended_at.is_(None)
-        )
+        select(
+            S.id, S.machines, S.started_at, S.plan, S.launched_by, S.playground_name, S.restart
+        ).where(S.playground_id == playground_id, S.ended_at.is_(None))
     ).all()
     closed = 0
-    for session_id, machines, started in open_rows:
+    for row in open_rows:
+        minutes = machine_minutes(row.machines, row.started_at, at)
         result = session.execute(
-            update(UsageSessionRow)
-            .where(UsageSessionRow.id == session_id, UsageSessionRow.ended_at.is_(None))
-            .values(
-                ended_at=at,
-                end_reason=reason,
-                machine_minutes=machine_minutes(machines, started, at),
+            update(S)
+            .where(S.id == row.id, S.ended_at.is_(None))
+            .values(ended_at=at, end_reason=reason, machine_minutes=minutes)
+        )
+        if getattr(result, "rowcount", 0):  # another path closed it first: counted there
+            closed += 1
+            _add_to_days(session, row, minutes)
+    return closed
+
+
+def _add_to_days(session: Session, row: Any, minutes: float) -> None:
+    """One closed session into usage_days and playground_days (an upsert each, so two
+    processes closing sessions of one day add up)."""
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    day = row.started_at.astimezone(UTC).date()
+    launches = 0 if row.restart else 1
+    rolls: tuple[tuple[type[UsageDayRow] | type[PlaygroundDayRow], dict[str, str]], ...] = (
+        (UsageDayRow, {"plan": row.plan, "launched_by": row.launched_by}),
+        (PlaygroundDayRow, {"playground_name": row.playground_name}),
+    )
+    for roll, keys in rolls:
+        statement = insert(roll).values(day=day, **keys, launches=launches, machine_minutes=minutes)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["day", *keys],
+                set_={
+                    "launches": roll.launches + statement.excluded.launches,
+                    "machine_minutes": roll.machine_minutes + statement.excluded.machine_minutes,
+                },
             )
         )
-        closed += int(getattr(result, "rowcount", 0) or 0)
-    return closed
+
+
+def rebuild_days(session: Session) -> None:
+    """usage_days and playground_days summed afresh from the closed sessions (what
+    migration 0015 fills them with): for sessions written without close_sessions, such as a
+    bulk load."""
+    S = UsageSessionRow
+    if session.get_bind().dialect.name == "sqlite":
+        day: Any = func.date(S.started_at)
+    else:
+        day = cast(func.timezone("UTC", S.started_at), Date)
+    launches = func.sum(case((S.restart, 0), else_=1))
+    minutes = func.coalesce(func.sum(S.machine_minutes), 0)
+    closed = S.ended_at.is_not(None)
+    rolls: tuple[tuple[type[UsageDayRow] | type[PlaygroundDayRow], tuple[Any, ...]], ...] = (
+        (UsageDayRow, (S.plan, S.launched_by)),
+        (PlaygroundDayRow, (S.playground_name,)),
+    )
+    for roll, keys in rolls:
+        session.execute(delete(roll))
+        rows = select(day, *keys, launches, minutes).where(closed).group_by(day, *keys)
+        names = ["day", *(key.name for key in keys), "launches", "machine_minutes"]
+        session.execute(insert_into(roll).from_select(names, rows))
 
 
 def used_minutes(session: Session, account_id: int, since: datetime, until: datetime) -> float:

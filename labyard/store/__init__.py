@@ -18,6 +18,7 @@ from labyard.store.models import (
     OrderKind,
     OrderRow,
     OrderStatus,
+    PlaygroundDayRow,
     PlaygroundRow,
     PlaygroundState,
     PromoCodeRow,
@@ -33,6 +34,7 @@ from labyard.store.models import (
     TeamMemberRow,
     TeamRow,
     TokenRow,
+    UsageDayRow,
     UsageSessionRow,
     UserRow,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "OrderKind",
     "OrderRow",
     "OrderStatus",
+    "PlaygroundDayRow",
     "PlaygroundRow",
     "PlaygroundState",
     "PromoCodeRow",
@@ -70,6 +73,7 @@ __all__ = [
     "TeamMemberRow",
     "TeamRow",
     "TokenRow",
+    "UsageDayRow",
     "UsageSessionRow",
     "UserRow",
 ]

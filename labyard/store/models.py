@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -330,6 +331,32 @@ class UsageSessionRow(Base):
     class_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
     """The class whose seats paid for it (launched_by `class`), or None. Not a foreign key:
     the usage record outlives the class (migration 0010)."""
+
+
+class UsageDayRow(Base):
+    """The closed usage sessions that started on one UTC day, by plan at start and what
+    launched them, summed: what the analytics reads for a period instead of every session.
+    Added to in the transaction that closes a session (usage.close_sessions)."""
+
+    __tablename__ = "usage_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    plan: Mapped[str] = mapped_column(String(32), primary_key=True)
+    launched_by: Mapped[str] = mapped_column(String(16), primary_key=True)
+    launches: Mapped[int] = mapped_column(default=0)
+    """The sessions that were no restart."""
+    machine_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class PlaygroundDayRow(Base):
+    """Like UsageDayRow, by playground name: the analytics' most popular playgrounds."""
+
+    __tablename__ = "playground_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    playground_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    launches: Mapped[int] = mapped_column(default=0)
+    machine_minutes: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class StartLockRow(Base):

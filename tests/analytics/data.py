@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labyard.services import Labyard
+from labyard.services.usage import close_sessions
 from labyard.store import (
     AttemptRow,
+    EndReason,
     EntitlementRow,
     OrderRow,
     SubscriptionRow,
@@ -100,9 +102,8 @@ def fill(labyard: Labyard) -> dict[str, int]:
     }
     created = at("2024-01-01 00:00")
     with labyard.db.session() as session:
+        ends: dict[str, tuple[EndReason, datetime]] = {}
         for n, (who, plan, by, name, machines, start, end, how) in enumerate(SESSIONS.values()):
-            started, ended = at(start), at(end) if end else None
-            minutes = machines * (ended - started).total_seconds() / 60 if ended else None
             session.add(
                 UsageSessionRow(
                     account_id=ids[who] if who else None,
@@ -114,12 +115,16 @@ def fill(labyard: Labyard) -> dict[str, int]:
                     playground_name=name,
                     machines=machines,
                     restart=how == "restart",
-                    started_at=started,
-                    ended_at=ended,
-                    end_reason="failed" if how == "failed" else "stopped" if ended else None,
-                    machine_minutes=minutes,
+                    started_at=at(start),
                 )
             )
+            if end:
+                reason = EndReason.FAILED if how == "failed" else EndReason.STOPPED
+                ends[f"pg{n:04d}"] = (reason, at(end))
+        session.flush()
+        # Ended the way the service ends them: the daily roll-ups are added to as they close.
+        for playground_id, (reason, ended) in ends.items():
+            assert close_sessions(session, playground_id, reason, ended) == 1
         for key, (who, content, start, state, finish) in ATTEMPTS.items():
             session.add(
                 AttemptRow(

@@ -16,15 +16,20 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.orm import Session
 
 from labyard.api.app import create_app
 from labyard.errors import InvalidInput
 from labyard.services import Labyard
 from labyard.services.analytics import period
+from labyard.services.usage import rebuild_days
 from labyard.settings import Settings
+from labyard.store import UsageSessionRow
+from labyard.store.db import make_engine
 from tests.analytics.data import EXPECTED, FROM, NOW, PASSWORD, TO, fill
 from tests.conftest import IMAGES_DIR, REPO
-from tests.store.databases import KINDS, fresh_database_url
+from tests.store.databases import KINDS, fresh_database_url, upgrade_to
 
 
 @pytest.fixture(params=KINDS)
@@ -73,6 +78,71 @@ def test_an_open_session_counts_up_to_now(labyard: Labyard) -> None:
     assert report["paid_machine_minutes"] == 360 - 120 + 105
     assert report["as_of"] == now.isoformat()
     assert report["series"]["machine_minutes"][-1] == 105 + 15
+
+
+def roll_ups(connection: Connection) -> list[tuple[Any, ...]]:
+    rows = [
+        (str(day), plan, by, launches, round(minutes, 6))
+        for day, plan, by, launches, minutes in connection.execute(
+            text("SELECT day, plan, launched_by, launches, machine_minutes FROM usage_days")
+        )
+    ]
+    rows += [
+        (str(day), name, launches, round(minutes, 6))
+        for day, name, launches, minutes in connection.execute(
+            text("SELECT day, playground_name, launches, machine_minutes FROM playground_days")
+        )
+    ]
+    return sorted(rows, key=str)
+
+
+def test_the_daily_roll_ups_are_the_closed_sessions_summed(labyard: Labyard) -> None:
+    """data.py closed its sessions through usage.close_sessions; summing them afresh (what
+    a bulk load does) gives the same days, and the report reads those."""
+    with labyard.db.engine.connect() as connection:
+        live = roll_ups(connection)
+    assert ("2025-03-04", "free", "free-play", 1, 60.0) in live  # s3 and its restart s4
+    assert not [r for r in live if r[:2] == ("2025-03-10", "premium")]  # s9 is still open
+    with labyard.db.session() as session:
+        rebuild_days(session)
+    with labyard.db.engine.connect() as connection:
+        assert roll_ups(connection) == live
+
+
+def test_migration_0015_sums_the_sessions_closed_before_it(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade_to(engine, "0014")
+    sessions = [  # (playground, started, ended, machines, restart): two days, one open
+        ("linux", "2025-03-01 23:30", "2025-03-02 00:30", 2, False),
+        ("linux", "2025-03-01 10:00", "2025-03-01 10:10", 1, True),
+        ("docker", "2025-03-02 08:00", None, 1, False),
+    ]
+    with engine.begin() as connection:
+        for n, (name, start, end, machines, restart) in enumerate(sessions):
+            started = datetime.fromisoformat(start).replace(tzinfo=UTC)
+            ended = datetime.fromisoformat(end).replace(tzinfo=UTC) if end else None
+            minutes = machines * (ended - started).total_seconds() / 60 if ended else None
+            connection.execute(
+                insert(UsageSessionRow).values(
+                    owner="", plan="free", launched_by="free-play", content_key="",
+                    playground_id=f"pg{n}", playground_name=name, machines=machines,
+                    restart=restart, started_at=started, ended_at=ended,
+                    machine_minutes=minutes,
+                )
+            )  # fmt: skip
+    upgrade_to(engine, "head")
+    with engine.connect() as connection:
+        migrated = roll_ups(connection)
+    # The day a session started holds all of it; the restart adds minutes, no launch.
+    assert migrated == [
+        ("2025-03-01", "free", "free-play", 1, 130.0),
+        ("2025-03-01", "linux", 1, 130.0),
+    ]
+    with Session(engine) as session, session.begin():
+        rebuild_days(session)
+    with engine.connect() as connection:
+        assert roll_ups(connection) == migrated
+    engine.dispose()
 
 
 def test_months_split_revenue_and_currencies_stay_apart(labyard: Labyard) -> None:

@@ -8,8 +8,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, select, text
 
 from labyard.errors import InvalidInput, NotFound
@@ -18,8 +16,9 @@ from labyard.services import Entitlements
 from labyard.services.accounts import Accounts
 from labyard.services.plans import plans_from_source
 from labyard.store import AttemptRow, AttemptState, Database, EntitlementKind, EntitlementRow
-from labyard.store.db import MIGRATIONS, make_engine
+from labyard.store.db import make_engine
 from tests.services.fake_driver import World
+from tests.store.databases import upgrade_to
 
 DAY = timedelta(days=1)
 THREE_PLANS = """\
@@ -184,11 +183,7 @@ def test_earned_grants_follow_the_file(world: World) -> None:
 
 def test_migration_0004_turns_users_plan_into_manual_grants(database_url: str) -> None:
     engine = make_engine(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
+    upgrade_to(engine, "0003")
     now = datetime.now(UTC)
     with engine.begin() as connection:
         for user_id, plan in [(1, "free"), (2, "premium")]:

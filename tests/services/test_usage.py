@@ -13,8 +13,16 @@ from sqlalchemy import select, update
 
 from labyard.errors import RuntimeFailure
 from labyard.services import Playground, UsageSession, reconcile
-from labyard.services.usage import Launch, close_sessions, used_minutes
-from labyard.store import EndReason, LaunchedBy, PlaygroundRow, PlaygroundState, UsageSessionRow
+from labyard.services.usage import Launch, close_sessions, rebuild_days, used_minutes
+from labyard.store import (
+    EndReason,
+    LaunchedBy,
+    PlaygroundDayRow,
+    PlaygroundRow,
+    PlaygroundState,
+    UsageDayRow,
+    UsageSessionRow,
+)
 from tests.services.fake_driver import CLUSTER, LINUX, World
 
 
@@ -37,6 +45,29 @@ def backdate(world: World, playground_id: str, minutes: float) -> datetime:
             update(PlaygroundRow).where(PlaygroundRow.id == playground_id).values(created_at=start)
         )
     return start
+
+
+def days(world: World) -> list[tuple[object, ...]]:
+    """The daily roll-ups: (day, plan, launched_by | playground, launches, minutes) rows."""
+    with world.db.session() as session:
+        kinds = session.execute(select(UsageDayRow)).scalars()
+        names = session.execute(select(PlaygroundDayRow)).scalars()
+        rows = [
+            (r.day, r.plan, r.launched_by, r.launches, round(r.machine_minutes, 6)) for r in kinds
+        ]
+        rows += [
+            (r.day, "", r.playground_name, r.launches, round(r.machine_minutes, 6)) for r in names
+        ]
+    return sorted(rows, key=str)
+
+
+def assert_days_sum_the_closed_sessions(world: World) -> None:
+    """What close_sessions added to the roll-ups equals them summed afresh from the sessions."""
+    live = days(world)
+    assert live, "no closed session in the roll-ups"
+    with world.db.session() as session:
+        rebuild_days(session)
+    assert days(world) == live
 
 
 async def test_a_start_opens_a_session_with_who_and_why(world: World) -> None:
@@ -90,6 +121,23 @@ async def test_stop_restart_and_destroy_each_close_the_session_once(world: World
     with world.db.session() as session:  # closing again changes nothing
         assert close_sessions(session, playground.id, EndReason.DESTROYED, datetime.now(UTC)) == 0
     assert sessions(world, playground)[-1] == last
+    # One launch (the restarts are none), each session's minutes on the day it started,
+    # by its plan (the last restart had none: no account asked for it).
+    kinds: dict[tuple[object, ...], list[float]] = {}
+    names: dict[tuple[object, ...], list[float]] = {}
+    for closed in sessions(world, playground):
+        day = closed.started_at.date()
+        for key, table in (
+            ((day, closed.plan, "free-play"), kinds),
+            ((day, "", CLUSTER.name), names),
+        ):
+            row = table.setdefault(key, [0, 0.0])
+            row[0] += not closed.restart
+            row[1] += closed.machine_minutes or 0
+    expected = [(*k, n, round(m, 6)) for table in (kinds, names) for k, (n, m) in table.items()]
+    assert days(world) == sorted(expected, key=str)
+    assert sum(n for *_, n, _ in expected) == 2  # the launch, in each roll-up
+    assert_days_sum_the_closed_sessions(world)
 
 
 async def test_the_reconciler_closes_expired_crashed_and_abandoned_ones(world: World) -> None:
@@ -173,6 +221,9 @@ async def test_a_restarted_server_counts_nothing_twice(world: World) -> None:
         assert world.usage.sessions(account_id=user.id) == [closed]
         assert closed.end_reason == "destroyed"
         assert closed.machine_minutes == pytest.approx(20, abs=0.1)
+        [(*_, launches, minutes), _] = days(world)
+        assert (launches, minutes) == (1, round(closed.machine_minutes, 6))
+        assert_days_sum_the_closed_sessions(world)
     finally:
         again.close()
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 POSTGRES_ENV = "LABYARD_TEST_POSTGRES_URL"
 KINDS = ["sqlite", "postgresql"]
@@ -52,3 +52,17 @@ def fresh_database_url(kind: str, tmp_dir: Path) -> Iterator[str]:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def upgrade_to(engine: Engine, revision: str) -> None:
+    """Bring the schema of `engine`'s database to migration `revision` (or "head")."""
+    from alembic import command
+    from alembic.config import Config
+
+    from labyard.store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
