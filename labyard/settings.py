@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -52,6 +53,21 @@ def _env_tax_rate() -> Decimal:
             "give one from 0 to 99.99, like 19 or 7.7"
         )
     return rate
+
+
+def _env_reconcile_interval() -> float:
+    """LABYARD_RECONCILE_INTERVAL_S: seconds between reconciler rounds, more than 0."""
+    value = os.environ.get("LABYARD_RECONCILE_INTERVAL_S", "").strip() or "15"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidInput(
+            f"LABYARD_RECONCILE_INTERVAL_S={value!r} is not a number of seconds; "
+            "give one above 0, like 15 or 2.5"
+        )
+    return seconds
 
 
 def _env_pools() -> tuple[tuple[str, int], ...]:
@@ -182,7 +198,7 @@ class Settings:
         images_dir = _env_path("LABYARD_IMAGES_DIR", Path("/var/lib/labyard/images"))
         url = os.environ.get("LABYARD_DATABASE_URL") or f"sqlite:///{data_dir / 'labyard.db'}"
         ports_domain = os.environ.get("LABYARD_PORTS_DOMAIN") or None
-        interval = float(os.environ.get("LABYARD_RECONCILE_INTERVAL_S") or 15.0)
+        interval = _env_reconcile_interval()
         id_ranges_dir = _env_path("LABYARD_ID_RANGES_DIR", Path("/var/lib/labyard/id-ranges"))
         kvm = os.environ.get("LABYARD_KVM", "") in ("1", "true", "yes")
         allow = tuple(e.strip() for e in os.environ.get("LABYARD_EGRESS_ALLOW", "").split(","))

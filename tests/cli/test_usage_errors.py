@@ -54,8 +54,11 @@ def test_every_command_group_is_found() -> None:
     assert len(GROUPS) >= 6
 
 
-def labyard(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def labyard(
+    tmp_path: Path, *args: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LABYARD_CONFIG": str(tmp_path / "config"), "COLUMNS": "100"}
+    env.update(environment or {})
     # Were a command to run by mistake, it would act here, harmlessly.
     env["LABYARD_DATA_DIR"] = str(tmp_path / "data")
     for name in ("LABYARD_SERVER", "LABYARD_TOKEN", "LABYARD_DATABASE_URL"):
@@ -148,3 +151,26 @@ def test_labyard_errors_stay_one_line(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith("labyard: exactly one of SOURCE and DESTINATION"), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "wrong", "right"),
+    [
+        ("LABYARD_RECONCILE_INTERVAL_S", "soon", "2.5"),
+        ("LABYARD_RECONCILE_INTERVAL_S", "0", "15"),
+        ("LABYARD_TAX_RATE_PERCENT", "100", "19"),
+        ("LABYARD_POOLS", "linux", "linux=1"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(
+    tmp_path: Path, name: str, wrong: str, right: str
+) -> None:
+    """A server setting from the environment that does not parse: its name and value in one
+    `labyard:` line, exit 2, no traceback; the same command with a good value runs."""
+    result = labyard(tmp_path, "admin", "plans", environment={name: wrong})
+    shown = f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert (result.returncode, result.stdout) == (2, ""), shown
+    assert result.stderr.startswith(f"labyard: {name}"), shown
+    assert wrong in result.stderr and len(result.stderr.splitlines()) == 1, shown
+    control = labyard(tmp_path, "admin", "plans", environment={name: right})
+    assert control.returncode == 0 and "premium" in control.stdout, control.stderr
