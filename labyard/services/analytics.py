@@ -29,7 +29,6 @@ found one index seek per account rather than by grouping most of the sessions.
 
 from __future__ import annotations
 
-import calendar
 import csv
 import io
 import math
@@ -57,6 +56,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from labyard.errors import Forbidden, InvalidInput, NotFound
 from labyard.services.accounts import User
+from labyard.services.billing.periods import add_months
 from labyard.services.plans import PlanBook
 from labyard.store import (
     AttemptRow,
@@ -515,13 +515,6 @@ def _days(window: _Window) -> Any:
 # -- the money side ----------------------------------------------------------------------
 
 
-def _months_before(at: datetime, months: int) -> datetime:
-    """`at`, `months` calendar months earlier (the 31st becomes the month's last day)."""
-    month0 = at.month - 1 - months
-    year, month = at.year + month0 // 12, month0 % 12 + 1
-    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))
-
-
 SUBS = (
     select(
         SUB.order_id.label("order_id"),
@@ -541,7 +534,7 @@ def _covered(at: datetime) -> ColumnElement[bool]:
     """A paid recurring order still covers `at`: its grant is in force then; without a grant
     (seats), its provider subscription's period runs past `at`; with neither, one interval
     from its payment does."""
-    month_ago, year_ago = _months_before(at, 1), _months_before(at, 12)
+    month_ago, year_ago = add_months(at, -1), add_months(at, -12)
     return or_(
         and_(
             E.id.is_not(None),

@@ -9,7 +9,6 @@ that does not exist. Admins see every order and mark manual ones paid.
 from __future__ import annotations
 
 import builtins
-import calendar
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from labyard.errors import Conflict, Forbidden, InvalidInput, NotFound
 from labyard.services.accounts import User
 from labyard.services.billing import promos
+from labyard.services.billing.periods import add_interval
 from labyard.services.billing.provider import CheckoutRequest, Provider
 from labyard.services.billing.quotes import Quote, quote
 from labyard.services.entitlements import Entitlements
@@ -47,18 +47,6 @@ MAX_SEATS = 10_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def add_interval(start: datetime, interval: str) -> datetime | None:
-    """When a period that starts at `start` ends: a calendar month or year on (the 31st
-    becomes the month's last day), or None for lifetime."""
-    if interval == "lifetime":
-        return None
-    months = 1 if interval == "monthly" else 12
-    month0 = start.month - 1 + months
-    year, month = start.year + month0 // 12, month0 % 12 + 1
-    day = min(start.day, calendar.monthrange(year, month)[1])
-    return start.replace(year=year, month=month, day=day)
 
 
 @dataclass(frozen=True)
