@@ -12,8 +12,7 @@ from typing import Any
 
 from labyard.access import Connection
 from labyard.cli._pipes import Stream, TcpStream
-from labyard.cli._views import Playground
-from labyard.cli.backend import SshKeys
+from labyard.cli._views import Playground, SshKeys
 from labyard.errors import AccessFailure, Conflict
 from labyard.manifest import load_manifest
 from labyard.services import Labyard, reconcile

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labyard.cli._client import ApiClient
-from labyard.cli._views import Playground
-from labyard.cli.backend import SshKeys
+from labyard.cli._views import Playground, SshKeys
 from labyard.cli.credentials import Login
 from labyard.errors import NotFound
 

@@ -1,4 +1,4 @@
-"""Playgrounds as the CLI shows them, whichever backend it acts on.
+"""Playgrounds as the CLI shows them, and the SSH keys of one, whichever backend it acts on.
 
 Both backends hand these out: the remote one parses the server's JSON, the local one the
 same JSON from `labyard.services.Playground.to_json()`, so `--json` prints the same shape
@@ -60,3 +60,13 @@ class Playground:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class SshKeys:
+    """What OpenSSH needs for one playground: its client key, each machine's host key."""
+
+    user: str
+    client_key: str
+    host_keys: dict[str, str]
+    """Machine name -> OpenSSH public key line, in the playground's machine order."""

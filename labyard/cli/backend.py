@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from labyard.cli import credentials
-from labyard.cli._views import Playground
+from labyard.cli._views import Playground, SshKeys
 
 if TYPE_CHECKING:
     from labyard.access import Connection
@@ -26,16 +25,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _server_option: str | None = None
-
-
-@dataclass(frozen=True)
-class SshKeys:
-    """What OpenSSH needs for one playground: its client key, each machine's host key."""
-
-    user: str
-    client_key: str
-    host_keys: dict[str, str]
-    """Machine name -> OpenSSH public key line, in the playground's machine order."""
 
 
 class Backend(Protocol):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from labyard.cli import credentials
 from labyard.cli._common import out
-from labyard.cli.backend import Backend, SshKeys, run_on
+from labyard.cli._views import SshKeys
+from labyard.cli.backend import Backend, run_on
 from labyard.errors import InvalidInput
 
 _HOST = re.compile(r"(?:(?P<machine>[a-z][a-z0-9-]*)\.)?(?P<id>[a-z0-9]{8})")
