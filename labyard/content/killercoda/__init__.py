@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from labyard.content.killercoda import front_matter
+from labyard.content.killercoda.index_json import Scenario
 from labyard.content.killercoda.machines import ImageCheck
-from labyard.content.killercoda.scenario import Scenario, convert
+from labyard.content.killercoda.scenario import convert
 from labyard.content.layout import SLUG
 from labyard.content.loader import load_item
 from labyard.content.playgrounds import PlaygroundIndex, load_playgrounds

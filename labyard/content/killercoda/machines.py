@@ -8,17 +8,15 @@ from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from labyard.content.killercoda import assets, front_matter
+from labyard.content.killercoda.index_json import Scenario
 from labyard.content.playgrounds import PlaygroundIndex
 from labyard.errors import NotFound
 from labyard.manifest import Manifest, StartupFile, external_names
-
-if TYPE_CHECKING:
-    from labyard.content.killercoda.scenario import Scenario
 
 MACHINE_FILES = "machine-files"
 """Folder of the tutorial holding binary assets, named by the machine files' `source`."""
