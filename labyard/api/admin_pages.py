@@ -58,12 +58,23 @@ def _orders(
 
 @router.post("/admin/orders/{order_id}/mark-paid", response_model=None)
 async def mark_paid_form(request: Request, order_id: str) -> Response:
+    return await _order_form(request, order_id, "mark_paid")
+
+
+@router.post("/admin/orders/{order_id}/refund", response_model=None)
+async def refund_form(request: Request, order_id: str) -> Response:
+    return await _order_form(request, order_id, "refund_manual")
+
+
+async def _order_form(request: Request, order_id: str, action: str) -> Response:
+    """One of an order's buttons (`Orders.<action>`), then back to the order's row."""
     user = signed_in_admin(request)
     if not isinstance(user, User):
         return user
     try:
         await check_csrf(request)
-        await run_in_threadpool(get_labyard(request).billing.orders.mark_paid, user, order_id)
+        change = getattr(get_labyard(request).billing.orders, action)
+        await run_in_threadpool(change, user, order_id)
     except LabyardError as exc:
         return _orders(request, user, "", False, exc.message, exc.http_status)
     return RedirectResponse(f"/admin/orders#{order_id}", status_code=303)

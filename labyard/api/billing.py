@@ -106,3 +106,10 @@ def admin_orders(
 def mark_paid(order_id: str, user: UserDep, labyard: LabyardDep) -> dict[str, Any]:
     """An admin marks a manual order paid: its plan is granted now."""
     return labyard.billing.orders.mark_paid(user, order_id).to_json(admin=True)
+
+
+@router.post("/admin/orders/{order_id}/refund")
+def refund(order_id: str, user: UserDep, labyard: LabyardDep) -> dict[str, Any]:
+    """An admin records that a paid manual order was refunded: its plan ends now and its
+    invoice gets a credit note."""
+    return labyard.billing.orders.refund_manual(user, order_id).to_json(admin=True)

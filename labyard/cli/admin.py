@@ -237,3 +237,18 @@ def mark_paid(
         print_json(order.to_json(admin=True))
     else:
         err.print(f"order {order.id} paid: {order.plan} granted")
+
+
+@admin.command("refund")
+def refund(
+    order_id: str = typer.Argument(..., help="A paid manual order."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Record that a paid manual order was refunded: its plan ends now, its invoice gets a
+    credit note. (Provider orders are refunded at the provider.)"""
+    with local() as labyard:
+        order = labyard.billing.orders.refund_manual(labyard.accounts.operator(), order_id)
+    if as_json:
+        print_json(order.to_json(admin=True))
+    else:
+        err.print(f"order {order.id} refunded: {order.plan} ended, credit note issued")

@@ -106,6 +106,29 @@ async def test_mark_paid_form_grants_the_plan_and_checks_csrf(
     assert again.status_code == 409 and "not pending" in again.text
 
 
+async def test_refund_form_ends_a_manual_orders_plan_and_checks_csrf(
+    labyard: Labyard, people: People, admin_client: httpx.AsyncClient
+) -> None:
+    buyer = labyard.accounts.create_user(f"buyer-{secrets.token_hex(4)}@example.org", PASSWORD)
+    order, _ = labyard.billing.orders.checkout(buyer, "premium", "monthly", "http://testserver/")
+    action = f"/admin/orders/{order.id}/refund"
+    assert f'action="{action}"' not in (await admin_client.get("/admin/orders")).text  # pending
+    labyard.billing.orders.mark_paid(labyard.accounts.operator(), order.id)
+    page = await admin_client.get("/admin/orders")
+    assert f'action="{action}"' in page.text
+
+    forged = await admin_client.post(action, data={"csrf": "not the token"})
+    assert forged.status_code == 403
+    assert labyard.entitlements.effective(buyer.id).name == "premium"
+
+    done = await admin_client.post(action, data={"csrf": csrf_of(page)})
+    assert done.status_code == 303 and done.headers["location"] == f"/admin/orders#{order.id}"
+    assert labyard.entitlements.effective(buyer.id).name == "free"
+    assert labyard.billing.orders.get(buyer, order.id).status == "refunded"
+    after = await admin_client.get("/admin/orders")
+    assert f'action="{action}"' not in after.text
+
+
 async def test_learners_get_403_and_visitors_the_sign_in_form(
     app: FastAPI, people: People, labyard: Labyard
 ) -> None:

@@ -452,6 +452,59 @@ async def test_a_refund_issues_a_credit_note_for_the_invoice(stripe_books: Shop)
         assert expected in text, f"{expected!r} not in:\n{text}"
 
 
+async def test_a_manual_refund_ends_the_plan_and_credits_the_invoice(books: Shop) -> None:
+    user, client = books.account()
+    _, boss = books.account(role="admin")
+    async with client, boss:
+        await ok(await client.put("/api/billing/profile", json=BUYER))
+        order_id, pending = await buy(client), await buy(client, "yearly")
+        # Not an admin's: refused, nothing changes; a pending order has nothing to refund.
+        refused = await client.post(f"/api/admin/orders/{order_id}/refund")
+        assert refused.status_code == 403, refused.text
+        not_paid = await boss.post(f"/api/admin/orders/{order_id}/refund")
+        assert not_paid.status_code == 409 and "not paid" in not_paid.text, not_paid.text
+        await ok(await boss.post(f"/api/admin/orders/{order_id}/mark-paid"))
+        assert books.labyard.entitlements.effective(user.id).name == "premium"
+        refunded = await ok(await boss.post(f"/api/admin/orders/{order_id}/refund"))
+        again = await boss.post(f"/api/admin/orders/{order_id}/refund")
+        note, invoice = await invoices(client)
+        statuses = {o["id"]: o["status"] for o in await ok(await client.get("/api/billing/orders"))}
+    assert refunded["status"] == "refunded"
+    assert again.status_code == 409 and "is refunded, not paid" in again.text, again.text
+    assert books.labyard.entitlements.effective(user.id).name == "free"
+    assert statuses == {order_id: "refunded", pending: "pending"}
+    assert (invoice["number"], invoice["kind"]) == (f"{YEAR}-000001", "invoice")
+    assert (note["number"], note["kind"], note["credits"]) == (
+        f"CN-{YEAR}-000001",
+        "credit_note",
+        f"{YEAR}-000001",
+    )
+    assert (note["total"], note["tax"]) == (-1500, -250)
+
+
+async def test_a_provider_order_is_not_refunded_by_hand(stripe_books: Shop) -> None:
+    user, client = stripe_books.account()
+    _, boss = stripe_books.account(role="admin")
+    async with client, boss:
+        order_id = await buy(client, "lifetime")
+        paid = checkout_session(
+            order_id,
+            mode="payment",
+            subscription=None,
+            invoice=None,
+            payment_intent="pi_2",
+            amount_subtotal=30000,
+            amount_total=30000,
+            total_details={"amount_discount": 0, "amount_tax": 0},
+        )
+        await deliver(stripe_books, event("checkout.session.completed", paid))
+        r = await boss.post(f"/api/admin/orders/{order_id}/refund")
+        listed = await invoices(client)
+    assert r.status_code == 409 and "refund it there" in r.text, r.text
+    assert [i["kind"] for i in listed] == ["invoice"]
+    assert stripe_books.labyard.entitlements.effective(user.id).name == "premium"
+
+
 # -- who sees what ------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""`labyard admin plans|grant|grants|revoke|orders|mark-paid`: the installed command, run as
+"""`labyard admin plans|grant|grants|revoke|orders|mark-paid|refund`: the installed command, run as
 the operator would on the server's host, against a fresh SQLite or PostgreSQL database."""
 
 from __future__ import annotations
@@ -156,3 +156,10 @@ def test_orders_and_mark_paid(data_dir: Path) -> None:
     listed = json.loads(ok(admin(data_dir, "grants", "cy@example.org", "--json")))
     assert listed["plan"] == "premium"
     assert listed["grants"][0]["source"].startswith(f"order {order.id}")
+
+    refunded = json.loads(ok(admin(data_dir, "refund", order.id, "--json")))
+    assert refunded["status"] == "refunded"
+    refused(admin(data_dir, "refund", order.id), "is refunded, not paid")
+    refused(admin(data_dir, "refund", "ord_nothing"), "no order ord_nothing")
+    after = json.loads(ok(admin(data_dir, "grants", "cy@example.org", "--json")))
+    assert after["plan"] == "free"

@@ -443,6 +443,24 @@ class Orders:
             self.invoices.order_paid(session, row)
             return order_of(row)
 
+    def refund_manual(self, actor: User, order_id: str) -> Order:
+        """An admin says a paid manual order was refunded by hand: it is refunded now, its
+        grant (or its team's seats) ends now, and its invoice gets a credit note. Orders
+        paid through a provider are refunded there; its webhook does the same."""
+        require_admin(actor)
+        now = _now()
+        with self.db.session() as session:
+            row = session.get(OrderRow, order_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"no order {order_id}")
+            if row.provider != "manual":
+                raise Conflict(f"order {order_id} was paid through {row.provider}: refund it there")
+            if row.status != OrderStatus.PAID:
+                raise Conflict(f"order {order_id} is {row.status}, not paid")
+            revoke_order(session, row, now)
+            self.invoices.refunded(session, row)
+            return order_of(row)
+
 
 def _kind(interval: str, seats: int | None) -> tuple[str, int]:
     if interval not in INTERVALS:
