@@ -97,8 +97,8 @@ def pattern(route: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}$")
 
 
-def admin_account(server: Server) -> Account:
-    email = f"phone-admin-{uuid.uuid4().hex[:6]}@example.com"
+def admin_account(server: Server, name: str = "phone-admin") -> Account:
+    email = f"{name}-{uuid.uuid4().hex[:6]}@example.com"
     env = {**os.environ, "LABYARD_DATA_DIR": str(server.data_dir)}
     env.pop("LABYARD_DATABASE_URL", None)
     created = subprocess.run(
@@ -199,3 +199,30 @@ def test_no_page_scrolls_sideways_at_390_px(server: Server, phone: Any) -> None:
         assert len(checked) - len(not_pages) >= 12
     finally:
         admin.destroy_all()
+
+
+def test_a_long_email_fits_the_desktop_top_bar(server: Server, browser: Any) -> None:
+    """At a laptop's width an admin's top bar, with a long email, stays inside the window:
+    its links wrap onto another row, and the email is cut with an ellipsis (the whole one in
+    its tooltip)."""
+    admin = admin_account(server, "a-very-long-name.for-an-instructor-of-the-department")
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    try:
+        context.add_cookies(
+            [{"name": k, "value": v, "url": server.url} for k, v in admin.cookies.items()]
+        )
+        page = context.new_page()
+        for path in ("/", "/catalog", "/account", "/admin/orders"):
+            result = overflow(page, server.url + path)
+            assert result is not None and result["scrollWidth"] <= 1024, f"{path}: {result}"
+            bar = page.locator("header.topbar").bounding_box()
+            sign_out = page.locator("header.topbar button.link").bounding_box()
+            assert bar is not None and sign_out is not None, path
+            assert sign_out["x"] + sign_out["width"] <= bar["x"] + bar["width"], f"{path}: cut"
+            who = page.locator("a.who")
+            title = who.get_attribute("title") or ""
+            assert title.startswith(f"{admin.email} · "), title
+            cut = who.evaluate("e => e.scrollWidth > e.clientWidth")
+            assert cut, f"{path}: the email is shown whole, the test's email is not long"
+    finally:
+        context.close()
