@@ -452,6 +452,51 @@ async def test_a_refund_issues_a_credit_note_for_the_invoice(stripe_books: Shop)
         assert expected in text, f"{expected!r} not in:\n{text}"
 
 
+async def test_partial_refunds_credit_what_was_refunded_since_the_last_note(
+    stripe_books: Shop,
+) -> None:
+    """18.00 paid (15.00 + 20 % added on top): 6.00 refunded, then 6.00 more, then the rest.
+    Each note credits the new part with its share of the tax; the grant stays until the
+    whole is refunded; redeliveries issue nothing."""
+    user, client = stripe_books.account()
+    async with client:
+        order_id = await buy(client)
+        await deliver(stripe_books, event("checkout.session.completed", checkout_session(order_id)))
+        charge = {"id": "ch_p", "object": "charge", "invoice": "in_1", "refunded": False}
+        first = event("charge.refunded", {**charge, "amount_refunded": 600})
+        await deliver(stripe_books, first)
+        await deliver(stripe_books, first)  # redelivered
+        await deliver(stripe_books, event("charge.refunded", {**charge, "amount_refunded": 600}))
+        plan_after_part = stripe_books.labyard.entitlements.effective(user.id).name
+        await deliver(stripe_books, event("charge.refunded", {**charge, "amount_refunded": 1200}))
+        whole = {**charge, "refunded": True, "amount_refunded": 1800}
+        await deliver(stripe_books, event("charge.refunded", whole))
+        await deliver(stripe_books, event("charge.refunded", whole))
+        listed = await invoices(client)
+        first_note = pdf_text(await pdf(client, f"CN-{YEAR}-000001"))
+    with stripe_books.labyard.db.session() as session:
+        query = select(BillingEventRow.outcome).where(BillingEventRow.event_id == first["id"])
+        outcome = session.scalar(query)
+    assert outcome == f"partly refunded: the grant stays; credit note CN-{YEAR}-000001", outcome
+    assert plan_after_part == "premium"
+    assert stripe_books.labyard.entitlements.effective(user.id).name == "free"
+    assert [(i["number"], i["total"], i["tax"], i["credits"]) for i in listed] == [
+        (f"CN-{YEAR}-000003", -600, -100, f"{YEAR}-000001"),  # the rest, once refunded
+        (f"CN-{YEAR}-000002", -600, -100, f"{YEAR}-000001"),
+        (f"CN-{YEAR}-000001", -600, -100, f"{YEAR}-000001"),
+        (f"{YEAR}-000001", 1800, 300, None),
+    ]
+    for expected in (
+        f"Credit note CN-{YEAR}-000001",
+        f"Credits invoice {YEAR}-000001",
+        f"Partial refund of invoice {YEAR}-000001",
+        "Subtotal -5.00 USD",
+        "MwSt. 20% on -5.00 -1.00 USD",
+        "Total (USD) -6.00 USD",
+    ):
+        assert expected in first_note, f"{expected!r} not in:\n{first_note}"
+
+
 async def test_a_manual_refund_ends_the_plan_and_credits_the_invoice(books: Shop) -> None:
     user, client = books.account()
     _, boss = books.account(role="admin")

@@ -5,8 +5,9 @@ Amounts are integers in the currency's minor unit (cents). Tax comes from the pa
 provider when it reported some (Stripe Tax: a per-rate breakdown, or a tax amount above
 zero); otherwise from the operator's rate (LABYARD_TAX_RATE_PERCENT), which plan prices
 include: the buyer paid the price, so the invoice's total is the price and the tax is the
-part of it that `rate / (100 + rate)` gives. A credit note is its invoice with every amount
-negated (`credit_note`).
+part of it that `rate / (100 + rate)` gives. A credit note for a whole refund is its invoice
+with every amount negated (`credit_note`); one for part of it (`partial_credit_note`) has one
+line for the amount refunded and each tax rate's share of it.
 """
 
 from __future__ import annotations
@@ -208,3 +209,47 @@ def credit_note(invoice: dict[str, Any], number: str, issued_at: datetime) -> di
         credits={"number": invoice["number"], "issued_at": invoice["issued_at"]},
     )
     return note
+
+
+def partial_credit_note(
+    invoice: dict[str, Any], number: str, issued_at: datetime, amount: int
+) -> dict[str, Any]:
+    """A credit note for `amount` (minor units, 0 < amount < the invoice's total) of what
+    `invoice` charged: one line, and each of its tax lines scaled by amount / total (so the
+    note's tax is the refunded part's tax)."""
+    whole = invoice["total"]
+    taxes = [
+        {
+            **line,
+            "taxable": -_share(line["taxable"], amount, whole),
+            "amount": -_share(line["amount"], amount, whole),
+        }
+        for line in invoice["taxes"]
+    ]
+    added = sum(line["amount"] for line in taxes if not line["inclusive"])
+    refunded = {
+        "description": f"Partial refund of invoice {invoice['number']}",
+        "quantity": 1,
+        "amount": -amount - added,
+        "unit_amount": -amount - added,
+        "period": "",
+    }
+    note = copy.deepcopy(invoice)
+    note.update(
+        kind=InvoiceKind.CREDIT_NOTE.value,
+        number=number,
+        issued_at=issued_at.isoformat(),
+        lines=[refunded],
+        discounts=[],
+        taxes=taxes,
+        subtotal=refunded["amount"],
+        tax=sum(line["amount"] for line in taxes),
+        total=-amount,
+        credits={"number": invoice["number"], "issued_at": invoice["issued_at"]},
+    )
+    return note
+
+
+def _share(value: int, part: int, whole: int) -> int:
+    """`value` x part / whole, rounded half up."""
+    return int((Decimal(value) * part / whole).quantize(Decimal(1), ROUND_HALF_UP))

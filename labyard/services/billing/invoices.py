@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from labyard.errors import Forbidden, NotFound
@@ -37,6 +37,7 @@ from labyard.services.billing.invoice_content import (
     Taxes,
     compose,
     credit_note,
+    partial_credit_note,
 )
 from labyard.services.billing.invoice_pdf import render
 from labyard.services.billing.periods import add_interval
@@ -169,27 +170,54 @@ class Invoices:
         return self._issue(session, key, order, reported, period)
 
     def refunded(
-        self, session: Session, order: OrderRow, reported: Reported | None = None
+        self,
+        session: Session,
+        order: OrderRow,
+        reported: Reported | None = None,
+        refunded_amount: int | None = None,
     ) -> InvoiceRow | None:
         """A credit note for the invoice of the refunded payment: the one the provider's
         refund names (its invoice, charge or payment), else the order's newest one not
-        credited yet. None: nothing to credit, or credited already."""
+        wholly credited yet. `refunded_amount`: how much of that payment has been refunded
+        so far (a partial refund; a provider reports the running sum), None: all of it.
+        The note credits what no earlier note did. None: nothing (more) to credit."""
         invoice = self._refunded_invoice(session, order, reported or Reported())
         if invoice is None:
             return None
+        credited = self._credited(session, invoice)
+        remaining = invoice.total - credited
+        amount = remaining if refunded_amount is None else refunded_amount - credited
+        amount = min(amount, remaining)
+        if amount <= 0:
+            return None
+        kind = InvoiceKind.CREDIT_NOTE
+        if amount == invoice.total:
 
-        def content(number: str, at: datetime) -> dict[str, Any]:
-            return credit_note(invoice.content, number, at)
+            def content(number: str, at: datetime) -> dict[str, Any]:
+                return credit_note(invoice.content, number, at)
 
-        kind, key = InvoiceKind.CREDIT_NOTE, f"credit:{invoice.id}"
+            key = f"credit:{invoice.id}"
+        else:
+
+            def content(number: str, at: datetime) -> dict[str, Any]:
+                return partial_credit_note(invoice.content, number, at, amount)
+
+            key = f"credit:{invoice.id}:{credited + amount}"  # the running sum credited
         row = self._store(session, kind, key, order, content)
         if row is not None:
             row.credited_id = invoice.id
         return row
 
     @staticmethod
+    def _credited(session: Session, invoice: InvoiceRow) -> int:
+        """How much of `invoice` its credit notes credit (a positive amount)."""
+        notes = select(func.coalesce(func.sum(InvoiceRow.total), 0)).where(
+            InvoiceRow.credited_id == invoice.id
+        )
+        return -int(session.scalar(notes) or 0)
+
     def _refunded_invoice(
-        session: Session, order: OrderRow, reported: Reported
+        self, session: Session, order: OrderRow, reported: Reported
     ) -> InvoiceRow | None:
         query = select(InvoiceRow).where(
             InvoiceRow.order_id == order.id, InvoiceRow.kind == InvoiceKind.INVOICE
@@ -203,9 +231,7 @@ class Invoices:
         for invoice in invoices:
             if any(value is not None and getattr(invoice, c) == value for c, value in refs):
                 return invoice
-        notes = select(InvoiceRow.credited_id).where(InvoiceRow.order_id == order.id)
-        credited = set(session.scalars(notes))
-        return next((i for i in invoices if i.id not in credited), None)
+        return next((i for i in invoices if self._credited(session, i) < i.total), None)
 
     def _issue(
         self,

@@ -279,7 +279,7 @@ def charge_refunded(session: Session, entitlements: Entitlements, event: Webhook
     if order is None:
         return "ignored: no order for this charge"
     if obj.get("refunded") is not True:
-        return "ignored: partly refunded (the grant stays)"
+        return "partly refunded: the grant stays"
     order.charge_id = order.charge_id or _str(obj.get("id"))
     revoke_order(session, order, event.created)
     return "refunded; revoked"

@@ -6,7 +6,8 @@ the same transaction, the invoice or credit note it calls for is issued (invoice
 - `invoice.paid` for a later period of a paid subscription (`billing_reason` other than
   `subscription_create`, whose payment the checkout stands for): a renewal invoice, once
   per Stripe invoice id;
-- `charge.refunded` that refunded an order: a credit note for the invoice of that charge.
+- `charge.refunded`: a credit note for the invoice of that charge, for all of it or, for a
+  partial refund, for what was refunded since the last note.
 
 Both the older and the newer shapes of Stripe's objects are read: tax per rate from a
 checkout's `total_details.breakdown.taxes`, an invoice's `total_taxes` (API 2025-03-31 on)
@@ -186,16 +187,26 @@ def renewal_paid(invoices: Invoices, session: Session, event: WebhookEvent) -> I
 
 
 def refunded(invoices: Invoices, session: Session, event: WebhookEvent) -> InvoiceRow | None:
+    """A whole refund (the order is refunded): a credit note for the rest of the charge's
+    invoice. A partial one (`refunded` false, `amount_refunded` the running sum): a note for
+    what was refunded since the last one; the grant stays."""
     obj = event.object
     order = _charge_order(session, obj)
-    if order is None or order.status != OrderStatus.REFUNDED or obj.get("refunded") is not True:
+    if order is None:
         return None
     charge = Reported(
         provider_invoice_id=_str(obj.get("invoice")),
         charge_id=_str(obj.get("id")),
         payment_intent_id=_str(obj.get("payment_intent")),
     )
-    return invoices.refunded(session, order, charge)
+    if obj.get("refunded") is True:
+        if order.status != OrderStatus.REFUNDED:
+            return None
+        return invoices.refunded(session, order, charge)
+    so_far = obj.get("amount_refunded")
+    if order.status != OrderStatus.PAID or not isinstance(so_far, int) or so_far <= 0:
+        return None
+    return invoices.refunded(session, order, charge, refunded_amount=so_far)
 
 
 FOLLOWERS: dict[str, Follower] = {
