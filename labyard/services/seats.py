@@ -139,6 +139,23 @@ def follow(
             grant.ends_at = max(block.ends_at, grant.starts_at) if block.ends_at else None
 
 
+def resize(session: Session, block: SeatBlockRow, quantity: int, at: datetime) -> int:
+    """The block now has `quantity` seats (its subscription's quantity changed, say in the
+    provider's portal). More seats are free at once; fewer free the seats taken last, and
+    those holders' grants end at `at`. Returns how many holders lost their seat."""
+    if block.revoked_at is not None or quantity == block.quantity:
+        return 0
+    if not lock_team(session, block.team_id):
+        return 0
+    block.quantity, block.updated_at = quantity, at
+    holders = _holders(session, block)
+    excess = max(0, len(holders) - quantity)
+    latest_first = sorted(holders, key=lambda m: (m.seat_since or at, m.id), reverse=True)
+    for member in latest_first[:excess]:
+        free(session, member, at)
+    return excess
+
+
 def revoke(session: Session, block: SeatBlockRow, at: datetime) -> None:
     """A refund: the block's seats and its holders' grants end at `at`."""
     if block.revoked_at is not None or not lock_team(session, block.team_id):

@@ -61,6 +61,7 @@ __all__ = [
     "seats_follow",
     "seats_paid",
     "seats_refunded",
+    "seats_resized",
 ]
 CODE_LENGTH = 8
 
@@ -117,6 +118,17 @@ def seats_follow(
     block = _block_of(session, order.id)
     if block is not None:
         seats.follow(session, block, period_end, ended)
+
+
+def seats_resized(session: Session, order: OrderRow, quantity: int, at: datetime) -> str:
+    """The order's subscription now pays for `quantity` seats."""
+    block = _block_of(session, order.id)
+    if block is None or block.quantity == quantity:
+        return ""
+    before = block.quantity
+    unseated = seats.resize(session, block, quantity, at)
+    outcome = f"; seats {before} -> {block.quantity}"
+    return outcome + (f", {unseated} unseated" if unseated else "")
 
 
 def seats_refunded(session: Session, order: OrderRow, at: datetime) -> None:

@@ -20,7 +20,7 @@ from labyard.errors import Conflict
 from labyard.services import User
 from labyard.services.class_spec import ClassSpec
 from labyard.services.codes import ALPHABET
-from labyard.store import EntitlementRow, OrderRow, SeatBlockRow
+from labyard.store import BillingEventRow, EntitlementRow, OrderRow, SeatBlockRow
 from tests.billing.conftest import Shop
 from tests.billing.stand_in import event
 
@@ -405,6 +405,44 @@ async def test_stripe_seats_renew_and_a_cancellation_ends_them(shop: Shop) -> No
     assert block_of(shop, order_id).ends_at == ended_at
     (grant,) = seat_grants(shop, member)  # joined after it ended: ends where it starts
     assert grant.ends_at == max(ended_at, grant.starts_at)
+
+
+async def test_a_quantity_changed_in_stripes_portal_resizes_the_seats(shop: Shop) -> None:
+    """2 seats bought, then 3 in the portal, then 1: the third seat is free at once; going
+    down to 1 unseats the member seated last (their plan ends now). A late event with an
+    older quantity changes nothing."""
+    _, buyer = shop.account()
+    first, one = shop.account()
+    last, two = shop.account()
+    now = int(time.time())
+    period_end = now + 30 * DAY
+    async with buyer, one, two:
+        order_id, team = await stripe_team(shop, buyer, "sub_seats_3", paid_at=now - 100)
+        await join(one, team["join_code"])
+        await join(two, team["join_code"])
+        more = subscription("sub_seats_3", "active", period_end, order_id)
+        more["items"]["data"][0]["quantity"] = 3
+        await ok(shop, event("customer.subscription.updated", more, created=now))
+        three = await team_of(buyer, team["id"])
+        fewer = subscription("sub_seats_3", "active", period_end, order_id)
+        fewer["items"]["data"][0]["quantity"] = 1
+        await ok(shop, event("customer.subscription.updated", fewer, created=now + 10))
+        late = event("customer.subscription.updated", more, created=now + 5)  # sent earlier
+        await ok(shop, late)
+        one_seat = await team_of(buyer, team["id"])
+        plans = (await plan(one), await plan(two))
+    assert three["seats"] == {"total": 3, "used": 2, "free": 1}
+    assert one_seat["seats"] == {"total": 1, "used": 1, "free": 0}
+    assert plans == ("premium", "free")  # the member seated first keeps the seat
+    (grant,) = seat_grants(shop, last)
+    assert grant.revoked_at is not None
+    (kept,) = seat_grants(shop, first)
+    assert kept.revoked_at is None
+    with shop.labyard.db.session() as session:
+        outcome = session.scalar(
+            select(BillingEventRow.outcome).where(BillingEventRow.event_id == late["id"])
+        )
+    assert outcome == "subscription active", outcome
 
 
 async def test_a_refunded_seats_order_ends_the_seats_at_once(shop: Shop) -> None:

@@ -27,7 +27,7 @@ from labyard.services.billing import promos
 from labyard.services.billing.orders import card_country, fulfil, provisional_end, revoke_order
 from labyard.services.billing.provider import WebhookEvent
 from labyard.services.entitlements import Entitlements
-from labyard.services.teams import seats_follow
+from labyard.services.teams import seats_follow, seats_resized
 from labyard.store import EntitlementRow, OrderKind, OrderRow, OrderStatus, SubscriptionRow
 
 TERMINAL = {"canceled", "incomplete_expired"}
@@ -191,10 +191,24 @@ def subscription_changed(session: Session, entitlements: Entitlements, event: We
         status = "canceled"
     if status in TERMINAL:
         sub.ended_at = _time(obj.get("ended_at")) or _time(obj.get("canceled_at")) or event.created
+    newest = event.created >= sub.last_event_at  # a late event's quantity is an old one
     _extend(sub, _period_end(obj) if status not in TERMINAL else None)
     _set_status(sub, str(status)[:32], event.created)
     _sync(session, sub)
-    return f"subscription {sub.status}"
+    resized = ""
+    order = session.get(OrderRow, sub.order_id) if sub.order_id else None
+    quantity = _quantity(obj)
+    if newest and quantity is not None and order is not None and order.kind == OrderKind.SEATS:
+        resized = seats_resized(session, order, quantity, event.created)
+    return f"subscription {sub.status}{resized}"
+
+
+def _quantity(obj: dict[str, Any]) -> int | None:
+    """The seats a subscription pays for: its items' quantities (a seats order has one)."""
+    items = _dig(obj, "items", "data")
+    counts = [_dig(i, "quantity") for i in items] if isinstance(items, list) else []
+    found = [n for n in counts if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    return sum(found) if found else None
 
 
 def _invoice_subscription(obj: dict[str, Any]) -> str | None:
