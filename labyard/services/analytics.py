@@ -218,23 +218,6 @@ def _month_postgresql(element: _month, compiler: SQLCompiler, **kw: Any) -> str:
     return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM')"
 
 
-class _count_of(FunctionElement[int]):
-    """1 where a boolean column is true, else 0 (to SUM it)."""
-
-    inherit_cache = True
-    name = "count_of"
-
-
-@compiles(_count_of)
-def _count_of_default(element: _count_of, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
-
-
-@compiles(_count_of, "sqlite")
-def _count_of_sqlite(element: _count_of, compiler: SQLCompiler, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))  # booleans are 0 and 1 already
-
-
 def _ratio(part: float, whole: float) -> float:
     return round(part / whole, 4) if whole else 0.0
 
@@ -366,16 +349,15 @@ class _Sessions:
 
     def usage(self, window: _Window, series_days: int | None) -> _Usage:
         found = _Usage()
-        days = _days(window)
         for plan, by, launches, minutes in self.connection.execute(
             select(D.plan, D.launched_by, func.sum(D.launches), func.sum(D.machine_minutes))
-            .where(days(D.day))
+            .where(_on_days(D.day, window))
             .group_by(D.plan, D.launched_by)
         ):
             found.kinds[(plan, by)].add(int(launches), float(minutes))
         for name, launches, minutes in self.connection.execute(
             select(PD.playground_name, func.sum(PD.launches), func.sum(PD.machine_minutes))
-            .where(days(PD.day))
+            .where(_on_days(PD.day, window))
             .group_by(PD.playground_name)
         ):
             found.playgrounds[name].add(int(launches), float(minutes))
@@ -403,7 +385,7 @@ class _Sessions:
         first = window.start.date()
         for day, n, mm in self.connection.execute(
             select(D.day, func.sum(D.launches), func.sum(D.machine_minutes))
-            .where(_days(window)(D.day))
+            .where(_on_days(D.day, window))
             .group_by(D.day)
         ):
             index = (day - first).days // days
@@ -506,10 +488,9 @@ class _Sessions:
         return having(), having(self.paid) if self.paid_plans else 0
 
 
-def _days(window: _Window) -> Any:
-    """The roll-ups' days of the period: a day column -> its condition."""
-    first, end = window.start.date(), window.end.date()
-    return lambda day: and_(day >= first, day < end)
+def _on_days(day: ColumnElement[date], window: _Window) -> ColumnElement[bool]:
+    """A roll-up's `day` is one of the period's."""
+    return and_(day >= window.start.date(), day < window.end.date())
 
 
 # -- the money side ----------------------------------------------------------------------
