@@ -201,11 +201,16 @@ class Pools:
             pool.count, pool.reserve, pool.updated_at = count, reserve, at
 
     async def release(self, key: str) -> int:
-        """Forget the pool and destroy its unclaimed playgrounds; how many were destroyed."""
+        """Forget the pool and destroy its unclaimed playgrounds; how many were destroyed.
+        Returns once none is left: warm starts still under way finish first (each destroys
+        its playground, seeing the pool gone), so none outlives the release."""
         with self.db.session() as session:
             pool = session.get(PoolRow, key)
             if pool is not None:
                 session.delete(pool)
+        topping_up = self._topups.get(key)
+        if topping_up is not None and topping_up is not asyncio.current_task():
+            await asyncio.gather(topping_up, return_exceptions=True)
         destroyed = 0
         for playground_id in self._warm_ids(key, PlaygroundState.STARTING):
             destroyed += await self._destroy_warm(playground_id)
