@@ -12,12 +12,13 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import delete
 
 from labyard.access import PtySession, connect, public_key_of
-from labyard.errors import AccessFailure, LimitExceeded
+from labyard.errors import AccessFailure, LimitExceeded, NotFound
 from labyard.manifest import load_manifest
 from labyard.services import Labyard, Playground, Pools, Queued, reconcile
 from labyard.services.pools import pool_owner, scoped_key
@@ -160,6 +161,46 @@ async def test_release_takes_only_unclaimed_ones_and_the_reconciler_cleans_lefto
     assert report.pool_leftovers == [left]
     assert left not in await labyard.driver.list()
     assert warm_ids(labyard, key) == []
+
+
+async def test_a_release_waits_for_warm_starts_under_way(
+    labyard: Labyard, pools: Pools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Released while two warm starts are under way but not recorded yet (no row for the
+    release to find), a pool leaves no machine behind: the release returns once each start
+    finished and destroyed its playground, seeing the pool gone."""
+    key = scoped_key("test-release-early", "linux")
+    gate = asyncio.Event()
+    waiting = 0
+    made: list[str] = []
+    real_start = labyard.playgrounds.start
+
+    async def start_later(*args: Any, **kwargs: Any) -> Playground:
+        nonlocal waiting
+        waiting += 1
+        await gate.wait()  # between the pool's check and the playground's first row
+        started = await real_start(*args, **kwargs)
+        made.append(started.id)
+        return started
+
+    monkeypatch.setattr(labyard.playgrounds, "start", start_later)
+    warming = asyncio.create_task(pools.warm(key, 2))
+    async with asyncio.timeout(10):
+        while waiting < 2:
+            await asyncio.sleep(0.01)
+    assert warm_ids(labyard, key) == []  # nothing for a release to find yet
+    release = asyncio.create_task(pools.release(key))
+    await asyncio.sleep(0.2)
+    assert not release.done()  # it waits for the starts under way
+    gate.set()
+    async with asyncio.timeout(60):
+        await release
+        with pytest.raises(NotFound, match="no pool"):  # the warm() call: its pool is gone
+            await warming
+    assert len(made) == 2  # both booted for real
+    assert warm_ids(labyard, key) == [] and pools.state(key) is None
+    assert not set(made) & {p.id for p in await labyard.playgrounds.list()}
+    assert not set(made) & set(await labyard.driver.list())  # no machine left running
 
 
 async def test_cold_starts_queue_at_most_cap_at_a_time(labyard: Labyard) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import delete
@@ -123,39 +122,6 @@ async def test_release_destroys_the_unclaimed_and_keeps_the_claimed(
     assert await pools.claim(KEY, world.account()) is None
     with pytest.raises(NotFound):
         pools.manifest_of(scoped_key("x", "no-such-entry"))
-
-
-async def test_release_waits_for_warm_starts_under_way(
-    world: World, pools: Pools, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Released while warm starts are under way (not yet recorded: no row to find), a pool
-    leaves none behind: the release returns once each of those finished and was destroyed."""
-    gate = asyncio.Event()
-    starting = 0
-    real_start = world.playgrounds.start
-
-    async def start_later(*args: Any, **kwargs: Any) -> Playground:
-        nonlocal starting
-        starting += 1
-        await gate.wait()  # between the pool's check and the playground's first row
-        return await real_start(*args, **kwargs)
-
-    monkeypatch.setattr(world.playgrounds, "start", start_later)
-    warming = asyncio.create_task(pools.warm(KEY, 2))
-    async with asyncio.timeout(10):
-        while starting < 2:
-            await asyncio.sleep(0.01)
-    assert warm_ids(world) == []  # nothing for a release to find yet
-    release = asyncio.create_task(pools.release(KEY))
-    await asyncio.sleep(0.1)
-    assert not release.done()  # it waits for the starts under way
-    gate.set()
-    async with asyncio.timeout(10):
-        await release
-        with pytest.raises(NotFound, match="no pool"):  # the warm() call: its pool is gone
-            await warming
-    assert warm_ids(world) == [] and world.driver.machines == {}
-    assert world.driver.starts == 2 and pools.state(KEY) is None
 
 
 async def test_queue_positions_the_cap_and_a_refusal_up_front(world: World, pools: Pools) -> None:
