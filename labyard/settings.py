@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -40,34 +40,38 @@ def _env_subnet_pool() -> ipaddress.IPv4Network:
     return pool
 
 
+def _env_number(name: str, default: str, fits: Callable[[Decimal], bool], wanted: str) -> Decimal:
+    """The number in environment variable `name` (`default` when unset), or InvalidInput
+    naming it, its value and `wanted` (what would do) when it is none or `fits` says no."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not (number.is_finite() and fits(number)):
+        raise InvalidInput(f"{name}={value!r} is not {wanted}")
+    return number
+
+
 def _env_tax_rate() -> Decimal:
     """LABYARD_TAX_RATE_PERCENT: a percentage from 0 up to (not including) 100."""
-    value = os.environ.get("LABYARD_TAX_RATE_PERCENT", "").strip() or "0"
-    try:
-        rate = Decimal(value)
-    except InvalidOperation:
-        rate = Decimal(-1)
-    if not (rate.is_finite() and 0 <= rate < 100):
-        raise InvalidInput(
-            f"LABYARD_TAX_RATE_PERCENT={value!r} is not a tax rate in percent; "
-            "give one from 0 to 99.99, like 19 or 7.7"
-        )
-    return rate
+    return _env_number(
+        "LABYARD_TAX_RATE_PERCENT",
+        "0",
+        lambda rate: 0 <= rate < 100,
+        "a tax rate in percent; give one from 0 to 99.99, like 19 or 7.7",
+    )
 
 
 def _env_reconcile_interval() -> float:
-    """LABYARD_RECONCILE_INTERVAL_S: seconds between reconciler rounds, more than 0."""
-    value = os.environ.get("LABYARD_RECONCILE_INTERVAL_S", "").strip() or "15"
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise InvalidInput(
-            f"LABYARD_RECONCILE_INTERVAL_S={value!r} is not a number of seconds; "
-            "give one above 0, like 15 or 2.5"
-        )
-    return seconds
+    """LABYARD_RECONCILE_INTERVAL_S: seconds between reconciler rounds, above 0 (a day at most)."""
+    seconds = _env_number(
+        "LABYARD_RECONCILE_INTERVAL_S",
+        "15",
+        lambda seconds: 0 < seconds <= 86400,
+        "a number of seconds; give one above 0 and at most a day, like 15 or 2.5",
+    )
+    return float(seconds)
 
 
 def _env_pools() -> tuple[tuple[str, int], ...]:

@@ -21,7 +21,7 @@ from labyard.errors import InvalidInput, ManifestError, SettingsFileError
 from labyard.settings import Settings
 
 if TYPE_CHECKING:
-    pass
+    from labyard.services.billing.orders import Order
 
 
 admin = typer.Typer(
@@ -233,10 +233,7 @@ def mark_paid(
     """Record that a manual order was paid: its plan is granted now."""
     with local() as labyard:
         order = labyard.billing.orders.mark_paid(labyard.accounts.operator(), order_id)
-    if as_json:
-        print_json(order.to_json(admin=True))
-    else:
-        err.print(f"order {order.id} paid: {order.plan} granted")
+    _changed(order, as_json, f"order {order.id} paid: {order.plan} granted")
 
 
 @admin.command("refund")
@@ -248,7 +245,12 @@ def refund(
     credit note. (Provider orders are refunded at the provider.)"""
     with local() as labyard:
         order = labyard.billing.orders.refund_manual(labyard.accounts.operator(), order_id)
+    _changed(order, as_json, f"order {order.id} refunded: {order.plan} ended, credit note issued")
+
+
+def _changed(order: Order, as_json: bool, said: str) -> None:
+    """An order an admin changed: as JSON, or one line on stderr."""
     if as_json:
         print_json(order.to_json(admin=True))
     else:
-        err.print(f"order {order.id} refunded: {order.plan} ended, credit note issued")
+        err.print(said)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from labyard.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from labyard.images import Image, find_image, remove_image
@@ -102,15 +103,7 @@ class SavedPlaygrounds:
         if not NAME.match(name):  # never looked up (PostgreSQL refuses NUL characters)
             raise NotFound(f"no saved playground {name[:60]!r}")
         with self.db.session() as session:
-            row = session.scalar(
-                select(SavedPlaygroundRow).where(
-                    SavedPlaygroundRow.owner == owner,
-                    SavedPlaygroundRow.name == name,
-                    SavedPlaygroundRow.kind == SAVED,
-                )
-            )
-            if row is None:
-                raise NotFound(f"no saved playground {name!r}")
+            row = _saved_row(session, owner, name)
             return _view(row)
 
     # -- save ----------------------------------------------------------------------------
@@ -281,15 +274,7 @@ class SavedPlaygrounds:
         """Remove a saved playground and its images (refused while a playground uses them)."""
         self.get(owner, name)  # NotFound for a name that cannot be one, or someone else's
         with self.db.session() as session:
-            row = session.scalar(
-                select(SavedPlaygroundRow).where(
-                    SavedPlaygroundRow.owner == owner,
-                    SavedPlaygroundRow.name == name,
-                    SavedPlaygroundRow.kind == SAVED,
-                )
-            )
-            if row is None:
-                raise NotFound(f"no saved playground {name!r}")
+            row = _saved_row(session, owner, name)
             row_id = row.id
         self._remove_row(row_id)
 
@@ -319,3 +304,16 @@ class SavedPlaygrounds:
             except Conflict:
                 pass  # still mounted by a machine on its way out: next time
         return removed
+
+
+def _saved_row(session: Session, owner: str, name: str) -> SavedPlaygroundRow:
+    row = session.scalar(
+        select(SavedPlaygroundRow).where(
+            SavedPlaygroundRow.owner == owner,
+            SavedPlaygroundRow.name == name,
+            SavedPlaygroundRow.kind == SAVED,
+        )
+    )
+    if row is None:
+        raise NotFound(f"no saved playground {name!r}")
+    return row

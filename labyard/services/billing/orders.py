@@ -432,13 +432,7 @@ class Orders:
         require_admin(actor)
         now = _now()
         with self.db.session() as session:
-            row = session.get(OrderRow, order_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no order {order_id}")
-            if row.provider != "manual":
-                raise Conflict(f"order {order_id} is paid through {row.provider}, not by hand")
-            if row.status != OrderStatus.PENDING:
-                raise Conflict(f"order {order_id} is {row.status}, not pending")
+            row = _manual_order(session, order_id, OrderStatus.PENDING, "mark it paid")
             fulfil(session, self.entitlements, row, now, add_interval(now, row.interval))
             self.invoices.order_paid(session, row)
             return order_of(row)
@@ -448,18 +442,24 @@ class Orders:
         grant (or its team's seats) ends now, and its invoice gets a credit note. Orders
         paid through a provider are refunded there; its webhook does the same."""
         require_admin(actor)
-        now = _now()
         with self.db.session() as session:
-            row = session.get(OrderRow, order_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"no order {order_id}")
-            if row.provider != "manual":
-                raise Conflict(f"order {order_id} was paid through {row.provider}: refund it there")
-            if row.status != OrderStatus.PAID:
-                raise Conflict(f"order {order_id} is {row.status}, not paid")
-            revoke_order(session, row, now)
+            row = _manual_order(session, order_id, OrderStatus.PAID, "refund it")
+            revoke_order(session, row, _now())
             self.invoices.refunded(session, row)
             return order_of(row)
+
+
+def _manual_order(session: Session, order_id: str, status: str, action: str) -> OrderRow:
+    """The manual order `order_id`, locked, if it is in `status`; what an admin does by
+    hand (`action`) to a provider's order is done at the provider."""
+    row = session.get(OrderRow, order_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no order {order_id}")
+    if row.provider != "manual":
+        raise Conflict(f"order {order_id} is paid through {row.provider}: {action} there")
+    if row.status != status:
+        raise Conflict(f"order {order_id} is {row.status}, not {status}")
+    return row
 
 
 def _kind(interval: str, seats: int | None) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,14 +37,8 @@ class Platform:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "name": self.name,
-            "issuer": self.issuer,
-            "client_id": self.client_id,
+            **asdict(self),
             "deployment_ids": list(self.deployment_ids),
-            "jwks_url": self.jwks_url,
-            "auth_url": self.auth_url,
-            "token_url": self.token_url,
             "created_at": self.created_at.isoformat(),
         }
 
