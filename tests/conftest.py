@@ -31,18 +31,24 @@ def settings() -> Iterator[Settings]:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-async def labyard(settings: Settings) -> AsyncIterator[Labyard]:
-    instance = Labyard(settings)
-    yield instance
+async def dismantle(instance: Labyard) -> None:
+    """What a test's private instance leaves on the host goes: its machines and its
+    nftables table; then its database is closed."""
     for playground_id in await instance.driver.list():
         await instance.driver.destroy(playground_id)
     subprocess.run(
-        ["nft", "delete", "table", "inet", nft_table(settings.instance)],
+        ["nft", "delete", "table", "inet", nft_table(instance.settings.instance)],
         capture_output=True,
         check=False,
     )
     instance.close()
+
+
+@pytest.fixture(scope="session")
+async def labyard(settings: Settings) -> AsyncIterator[Labyard]:
+    instance = Labyard(settings)
+    yield instance
+    await dismantle(instance)
 
 
 class Starter:

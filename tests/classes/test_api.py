@@ -10,7 +10,6 @@ import asyncio
 import csv
 import io
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -23,14 +22,13 @@ import pytest
 from fastapi import FastAPI
 
 from labyard.api.app import create_app
-from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard
 from labyard.services.class_starts import pool_key
 from labyard.settings import Settings
 from labyard.store import LaunchedBy
 from tests.api.learn_server import FIXTURE
 from tests.api.test_authz import Account, api, make_account
-from tests.conftest import IMAGES_DIR
+from tests.conftest import IMAGES_DIR, dismantle
 
 CHALLENGE = "challenges/touch-done"
 
@@ -44,14 +42,7 @@ async def labyard() -> AsyncIterator[Labyard]:
     instance = Labyard(settings, content_dir=FIXTURE)
     yield instance
     await instance.attempts.shutdown()
-    for playground_id in await instance.driver.list():
-        await instance.driver.destroy(playground_id)
-    subprocess.run(
-        ["nft", "delete", "table", "inet", nft_table(settings.instance)],
-        capture_output=True,
-        check=False,
-    )
-    instance.close()
+    await dismantle(instance)
     shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -173,21 +173,28 @@ def scenario(browser: Browser, server: Server) -> None:
         expect(page.locator("#class-state")).to_have_text("ended", timeout=CHECK_TIMEOUT_MS)
 
 
-def test_an_instructor_and_three_learners(server: Server) -> None:
+def in_chromium(play: Callable[[Browser, Server], None], server: Server, shots: str) -> None:
+    """`play` in a Chromium of its own, on a thread of its own (Playwright's sync API will
+    not run inside pytest's event loop); a failure leaves screenshots `/tmp/<shots>-N.png`."""
+
     def run() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
             try:
-                scenario(browser, server)
+                play(browser, server)
             except Exception:
                 for index, context in enumerate(browser.contexts):
                     for page in context.pages:
-                        page.screenshot(path=f"/tmp/class-browser-{index}.png")
+                        page.screenshot(path=f"/tmp/{shots}-{index}.png")
                 raise
             finally:
                 browser.close()
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(run).result()
+
+
+def test_an_instructor_and_three_learners(server: Server) -> None:
+    in_chromium(scenario, server, "class-browser")

@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,12 +27,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from labyard.api.app import create_app
-from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard
 from labyard.settings import Settings
 from tests.api.test_authz import Account, api, make_account
 from tests.api.test_terminal import ANSI, Screen
-from tests.conftest import IMAGES_DIR
+from tests.conftest import IMAGES_DIR, dismantle
 
 BANNER_S = 2.0
 DEADLINE_S = 20.0
@@ -50,14 +48,7 @@ async def labyard() -> AsyncIterator[Labyard]:
     instance = Labyard(settings)
     yield instance
     await instance.attempts.shutdown()
-    for playground_id in await instance.driver.list():
-        await instance.driver.destroy(playground_id)
-    subprocess.run(
-        ["nft", "delete", "table", "inet", nft_table(settings.instance)],
-        capture_output=True,
-        check=False,
-    )
-    instance.close()
+    await dismantle(instance)
     shutil.rmtree(data_dir, ignore_errors=True)
 
 

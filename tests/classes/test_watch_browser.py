@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
-from tests.api.conftest import CHROMIUM, CHROMIUM_ARGS, Server
+from tests.api.conftest import Server
 from tests.api.learn_server import learn_server
 from tests.classes.test_browser import (
     create_class,
+    in_chromium,
     instructor_cookies,
     join_signed_in,
     no_sideways_scroll,
@@ -121,20 +121,4 @@ def scenario(browser: Browser, server: Server) -> None:
 
 
 def test_the_instructor_looks_over_a_learners_shoulder(server: Server) -> None:
-    def run() -> None:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                scenario(browser, server)
-            except Exception:
-                for index, context in enumerate(browser.contexts):
-                    for page in context.pages:
-                        page.screenshot(path=f"/tmp/watch-browser-{index}.png")
-                raise
-            finally:
-                browser.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(run).result()
+    in_chromium(scenario, server, "watch-browser")
