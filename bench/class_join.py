@@ -58,7 +58,8 @@ from labyard.services import Labyard, Playground, Queued, User
 from labyard.services.pools import scoped_key
 from labyard.services.usage import Launch
 from labyard.settings import Settings
-from labyard.store import LaunchedBy, PlaygroundRow
+from labyard.store import PlaygroundRow
+from labyard.types import LaunchedBy
 
 REPO = Path(__file__).resolve().parent.parent
 POOL_SIZE = 30

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from labyard.api.app import create_app  # noqa: E402
 from labyard.services import Labyard  # noqa: E402
-from labyard.settings import Settings  # noqa: E402
+from labyard.settings import BillingSettings, Settings  # noqa: E402
 from labyard.store import OrderRow  # noqa: E402
 
 SECRET = "whsec_bench_" + secrets.token_hex(8)
@@ -118,7 +118,7 @@ async def run(count: int) -> dict[str, Any]:
         data_dir=data_dir,
         images_dir=data_dir / "images",
         database_url=f"sqlite:///{data_dir / 'labyard.db'}",
-        stripe_webhook_secret=SECRET,
+        billing=BillingSettings(stripe_webhook_secret=SECRET),
     )
     labyard = Labyard(settings)
     try:

@@ -1,4 +1,5 @@
-"""Where labyard keeps its state and how it sizes playgrounds, read once from the environment."""
+"""Where labyard keeps its state and how it runs playgrounds, read once from the environment,
+grouped by feature: the core, the local driver's, billing's and the pools'."""
 
 from __future__ import annotations
 
@@ -99,36 +100,14 @@ def _env_lines(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    """Database, playground state, SSH keys and runc state live here (one labyard instance)."""
-
-    images_dir: Path
-    """Built root filesystems; shared between instances because builds are slow."""
-
-    database_url: str
-    """SQLAlchemy URL; SQLite under `data_dir` unless LABYARD_DATABASE_URL says otherwise."""
+class LocalSettings:
+    """The local driver's own (runtime/local): how it lays machines out on this host."""
 
     subnet_pool: ipaddress.IPv4Network = field(default_factory=lambda: DEFAULT_SUBNET_POOL)
     """Each playground network gets an aligned block from here (LABYARD_SUBNET_POOL), sized by
     its machines: a /28 for up to 13, so a /16 holds 4,096 one-network playgrounds. 198.18/15
     is reserved for benchmarking networks, so it does not collide with LANs, VPNs or Docker's
     defaults inside the machines."""
-
-    default_lifetime_s: int = 3600
-    """How long a playground lives when its manifest does not say."""
-
-    start_timeout_s: float = 60.0
-    """Longest wait for every machine to answer SSH before a start is rolled back."""
-
-    ports_domain: str | None = None
-    """With a domain (LABYARD_PORTS_DOMAIN, e.g. `labs.example.com`), the host name
-    `<port>-<machine>-<playground>.<domain>` reaches that port of that machine (wildcard DNS
-    and TLS are the operator's). Without one, only the path form `/p/...` does."""
-
-    reconcile_interval_s: float = 15.0
-    """Seconds between reconciler rounds in the server (LABYARD_RECONCILE_INTERVAL_S);
-    /healthz turns unhealthy when no round has succeeded for three of them."""
 
     id_ranges_dir: Path = Path("/var/lib/labyard/id-ranges")
     """Which machine holds which host uid/gid range (LABYARD_ID_RANGES_DIR): host-wide, like
@@ -140,6 +119,21 @@ class Settings:
     egress_allow: tuple[str, ...] = ()
     """Destinations egress reaches even in private ranges (LABYARD_EGRESS_ALLOW, comma-separated
     `HOST[:PORT]` or CIDR, e.g. `10.1.2.3:443,registry.lan`); names resolve at each start."""
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        allow = tuple(e.strip() for e in os.environ.get("LABYARD_EGRESS_ALLOW", "").split(","))
+        return cls(
+            subnet_pool=_env_subnet_pool(),
+            id_ranges_dir=_env_path("LABYARD_ID_RANGES_DIR", Path("/var/lib/labyard/id-ranges")),
+            kvm=os.environ.get("LABYARD_KVM", "") in ("1", "true", "yes"),
+            egress_allow=tuple(entry for entry in allow if entry),
+        )
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """Who sells, how buyers pay and how invoices read (services/billing)."""
 
     stripe_secret_key: str = field(default="", repr=False)
     """LABYARD_STRIPE_SECRET_KEY (`sk_live_...`): with it, checkout goes through Stripe;
@@ -173,10 +167,70 @@ class Settings:
     tax_label: str = "VAT"
     """LABYARD_TAX_LABEL: what invoices call the tax (`VAT`, `GST`, `Sales tax`)."""
 
-    pools: tuple[tuple[str, int], ...] = ()
+    @classmethod
+    def from_env(cls) -> BillingSettings:
+        return cls(
+            stripe_secret_key=os.environ.get("LABYARD_STRIPE_SECRET_KEY", ""),
+            stripe_webhook_secret=os.environ.get("LABYARD_STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=os.environ.get("LABYARD_STRIPE_API_BASE", "").rstrip("/"),
+            seller_name=os.environ.get("LABYARD_SELLER_NAME", "").strip(),
+            seller_address=_env_lines("LABYARD_SELLER_ADDRESS"),
+            seller_vat_id=os.environ.get("LABYARD_SELLER_VAT_ID", "").strip(),
+            seller_email=os.environ.get("LABYARD_SELLER_EMAIL", "").strip(),
+            tax_rate_percent=_env_tax_rate(),
+            tax_label=os.environ.get("LABYARD_TAX_LABEL", "").strip() or "VAT",
+        )
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Warm pools (services/pools.py)."""
+
+    warm: tuple[tuple[str, int], ...] = ()
     """LABYARD_POOLS (`linux=2,docker=1`): per catalog entry, how many playgrounds to keep
-    warm, so a start of it claims one instead of booting (services/pools.py). None by
-    default."""
+    warm, so a start of it claims one instead of booting. None by default."""
+
+    @classmethod
+    def from_env(cls) -> PoolSettings:
+        return cls(warm=_env_pools())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where labyard keeps its state and how it runs playgrounds; each feature's own
+    settings are a group of their own (`local`, `billing`, `pools`)."""
+
+    data_dir: Path
+    """Database, playground state, SSH keys and runc state live here (one labyard instance)."""
+
+    images_dir: Path
+    """Built root filesystems; shared between instances because builds are slow."""
+
+    database_url: str
+    """SQLAlchemy URL; SQLite under `data_dir` unless LABYARD_DATABASE_URL says otherwise."""
+
+    driver: str = "local"
+    """Which runtime runs the machines (LABYARD_DRIVER): `local`, runc system containers on
+    this host; `fake`, plain processes answering SSH, for tests and demos only."""
+
+    default_lifetime_s: int = 3600
+    """How long a playground lives when its manifest does not say."""
+
+    start_timeout_s: float = 60.0
+    """Longest wait for every machine to answer SSH before a start is rolled back."""
+
+    ports_domain: str | None = None
+    """With a domain (LABYARD_PORTS_DOMAIN, e.g. `labs.example.com`), the host name
+    `<port>-<machine>-<playground>.<domain>` reaches that port of that machine (wildcard DNS
+    and TLS are the operator's). Without one, only the path form `/p/...` does."""
+
+    reconcile_interval_s: float = 15.0
+    """Seconds between reconciler rounds in the server (LABYARD_RECONCILE_INTERVAL_S);
+    /healthz turns unhealthy when no round has succeeded for three of them."""
+
+    local: LocalSettings = field(default_factory=LocalSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    pools: PoolSettings = field(default_factory=PoolSettings)
 
     @property
     def instance(self) -> str:
@@ -199,31 +253,15 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = _env_path("LABYARD_DATA_DIR", Path("/var/lib/labyard"))
-        images_dir = _env_path("LABYARD_IMAGES_DIR", Path("/var/lib/labyard/images"))
         url = os.environ.get("LABYARD_DATABASE_URL") or f"sqlite:///{data_dir / 'labyard.db'}"
-        ports_domain = os.environ.get("LABYARD_PORTS_DOMAIN") or None
-        interval = _env_reconcile_interval()
-        id_ranges_dir = _env_path("LABYARD_ID_RANGES_DIR", Path("/var/lib/labyard/id-ranges"))
-        kvm = os.environ.get("LABYARD_KVM", "") in ("1", "true", "yes")
-        allow = tuple(e.strip() for e in os.environ.get("LABYARD_EGRESS_ALLOW", "").split(","))
         return cls(
-            id_ranges_dir=id_ranges_dir,
-            kvm=kvm,
-            egress_allow=tuple(entry for entry in allow if entry),
             data_dir=data_dir,
-            images_dir=images_dir,
+            images_dir=_env_path("LABYARD_IMAGES_DIR", Path("/var/lib/labyard/images")),
             database_url=url,
-            subnet_pool=_env_subnet_pool(),
-            ports_domain=ports_domain,
-            reconcile_interval_s=interval,
-            stripe_secret_key=os.environ.get("LABYARD_STRIPE_SECRET_KEY", ""),
-            stripe_webhook_secret=os.environ.get("LABYARD_STRIPE_WEBHOOK_SECRET", ""),
-            stripe_api_base=os.environ.get("LABYARD_STRIPE_API_BASE", "").rstrip("/"),
-            seller_name=os.environ.get("LABYARD_SELLER_NAME", "").strip(),
-            seller_address=_env_lines("LABYARD_SELLER_ADDRESS"),
-            seller_vat_id=os.environ.get("LABYARD_SELLER_VAT_ID", "").strip(),
-            seller_email=os.environ.get("LABYARD_SELLER_EMAIL", "").strip(),
-            tax_rate_percent=_env_tax_rate(),
-            tax_label=os.environ.get("LABYARD_TAX_LABEL", "").strip() or "VAT",
-            pools=_env_pools(),
+            driver=os.environ.get("LABYARD_DRIVER", "").strip() or "local",
+            ports_domain=os.environ.get("LABYARD_PORTS_DOMAIN") or None,
+            reconcile_interval_s=_env_reconcile_interval(),
+            local=LocalSettings.from_env(),
+            billing=BillingSettings.from_env(),
+            pools=PoolSettings.from_env(),
         )

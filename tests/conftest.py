@@ -51,6 +51,24 @@ async def labyard(settings: Settings) -> AsyncIterator[Labyard]:
     await dismantle(instance)
 
 
+@pytest.fixture(scope="session")
+async def fake_labyard() -> AsyncIterator[Labyard]:
+    """A labyard instance of its own on the fake driver (machines that are processes answering
+    real SSH, up in a fraction of a second): for tests of what is not about machines."""
+    data_dir = Path(tempfile.mkdtemp(prefix="labyard-test-fake-"))
+    instance = Labyard(
+        Settings(
+            data_dir=data_dir,
+            images_dir=IMAGES_DIR,
+            database_url=f"sqlite:///{data_dir}/labyard.db",
+            driver="fake",
+        )
+    )
+    yield instance
+    await dismantle(instance)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 class Starter:
     """Starts playgrounds for one test and destroys them after it."""
 

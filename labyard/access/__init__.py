@@ -5,12 +5,15 @@ opens terminals, copies files and forwards ports. Failures surface as `AccessFai
 """
 
 from labyard.access import _asyncssh  # noqa: F401  (first: asyncssh without its liboqs probe)
+from labyard.access.bridge import bridge_socket
 from labyard.access.commands import ExecResult
 from labyard.access.keys import KeyPair, generate_keypair, public_key_of
 from labyard.access.pty import PtySession
 from labyard.access.ssh import (
     Connection,
+    Dial,
     Forwarder,
+    PortStream,
     Target,
     connect,
     connect_over,
@@ -19,11 +22,14 @@ from labyard.access.ssh import (
 
 __all__ = [
     "Connection",
+    "Dial",
     "ExecResult",
     "Forwarder",
     "KeyPair",
+    "PortStream",
     "PtySession",
     "Target",
+    "bridge_socket",
     "connect",
     "connect_over",
     "generate_keypair",

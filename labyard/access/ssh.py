@@ -8,8 +8,9 @@ naming the machine and the asyncssh/OS exception chained as the cause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,25 +46,26 @@ _CIPHERS = (
 )
 
 
+Dial = Callable[[float], Awaitable[socket.socket]]
+"""(timeout) -> a connected socket to the machine's sshd: the runtime driver's `dial`."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """How to reach one machine: address, pinned host key and the playground's client key.
+    """How to reach one machine: its name, the way to its sshd, the pinned host key and the
+    playground's client key.
 
+    `where` names the machine in messages (`MACHINE.PLAYGROUND`, as `ssh-config` does).
+    `dial` is None for a target reached only over a socket handed to `connect_over`.
     `host_public_key` is an OpenSSH public key line; it is the only host key accepted.
     `client_private_key` is an unencrypted OpenSSH private key.
     """
 
-    address: str
-    port: int
+    where: str
+    dial: Dial | None
     host_public_key: str
     client_private_key: str
     user: str = "root"
-
-    @property
-    def where(self) -> str:
-        """`address:port` as shown in messages ("[addr]:port" for IPv6)."""
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
 
 
 class Forwarder:
@@ -184,6 +186,18 @@ class Connection:
             )
         return Forwarder(listener)
 
+    async def open_port(self, port: int, host: str = "localhost") -> PortStream:
+        """A byte stream to `host:port` as seen from inside the machine (SSH `direct-tcpip`):
+        how the control plane reaches any port of a machine but its sshd."""
+        with translated(self._target.where, f"reach port {port}"):
+            reader, writer = await self._conn.open_connection(host, port, encoding=None)
+        return PortStream(reader, writer, f"port {port} of {self._target.where}")
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (closed here, by the machine, or lost)."""
+        return self._conn.is_closed()
+
     def close(self) -> None:
         """Close the connection and every session, terminal and forward riding on it."""
         self._conn.close()
@@ -203,6 +217,36 @@ class Connection:
     ) -> None:
         self.close()
         await self.wait_closed()
+
+
+class PortStream:
+    """Bytes to and from one port in a machine, riding on its SSH connection."""
+
+    def __init__(
+        self,
+        reader: asyncssh.SSHReader[bytes],
+        writer: asyncssh.SSHWriter[bytes],
+        where: str,
+    ) -> None:
+        self._reader, self._writer, self.where = reader, writer, where
+
+    async def read(self, limit: int = 65536) -> bytes:
+        """Up to `limit` bytes; b"" once the other side has finished sending."""
+        with translated(self.where, "read"):
+            return await self._reader.read(limit)
+
+    async def write(self, data: bytes) -> None:
+        with translated(self.where, "write"):
+            self._writer.write(data)
+            await self._writer.drain()
+
+    def write_eof(self) -> None:
+        """Say that nothing more will be sent (the other side can still answer)."""
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self._writer.write_eof()
+
+    async def close(self) -> None:
+        self._writer.close()
 
 
 async def connect(target: Target, timeout: float = 10.0) -> Connection:
@@ -283,27 +327,18 @@ class _Keys:
 
 
 async def _open_socket(target: Target, timeout: float) -> socket.socket:
-    """A connected non-blocking TCP socket to the target, or OSError/TimeoutError."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setblocking(False)
-    try:
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, sockaddr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    """A connected socket to the machine's sshd through the driver, or OSError/TimeoutError."""
+    if target.dial is None:
+        raise AccessFailure(f"{target.where} can only be reached over a given socket")
+    async with asyncio.timeout(timeout):
+        return await target.dial(timeout)
 
 
 async def _handshake(target: Target, keys: _Keys, sock: socket.socket) -> Connection:
     """Run SSH over a connected socket; the socket belongs to asyncssh (or is closed)."""
     try:
         conn = await asyncssh.connect(
-            target.address,
-            target.port,
+            target.where,  # no address: `sock` is connected, and the host key is pinned
             sock=sock,
             username=target.user,
             # Trust exactly this key for this connection: (host keys, CA keys, revoked).

@@ -11,7 +11,7 @@ from labyard.api.content import cover_url
 from labyard.content.loader import ContentTree, Item
 from labyard.content.models import Challenge, Course, Lesson, SkillPath, Tutorial
 from labyard.services.tasks import AttemptRecord
-from labyard.store import AttemptState
+from labyard.types import AttemptState
 
 DIFFICULTIES = ("easy", "medium", "hard")
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import websockets
 from starlette.requests import HTTPConnection, Request
@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from labyard.access import PortStream, bridge_socket
 from labyard.errors import AccessFailure
 
 HOP_BY_HOP = frozenset(
@@ -48,15 +49,20 @@ _OUR_COOKIES = "labyard_"
 # labyard: without allow-same-origin its scripts run in an opaque origin.
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 _CONNECT_TIMEOUT_S = 10.0
+_HTTPCORE_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException)
 # Close codes that describe a close but may not be sent in a close frame.
 _RESERVED_CLOSE_CODES = frozenset({1005, 1006, 1015})
+
+
+Opener = Callable[[], Awaitable[PortStream]]
+"""Opens a byte stream to the port in the machine (services/machine_ports.py, over SSH)."""
 
 
 @dataclass(frozen=True)
 class Upstream:
     """Where a request goes, and how it looks from outside."""
 
-    address: str
+    open: Opener
     port: int
     path: str
     """The path and query to ask the machine for (see `path_below`)."""
@@ -69,8 +75,8 @@ class Upstream:
 
     @property
     def origin(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        """As the machine sees itself reached: its own port on localhost (direct-tcpip)."""
+        return f"localhost:{self.port}"
 
 
 def path_below(connection: HTTPConnection, route: str) -> str:
@@ -117,7 +123,7 @@ def forwarded_headers(
 
 def _location(value: str, upstream: Upstream) -> str:
     parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.netloc in (upstream.origin, upstream.address):
+    if parts.scheme in ("http", "https") and parts.netloc in (upstream.origin, "localhost"):
         value = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
     if value.startswith("/") and not value.startswith("//"):
         return upstream.prefix + value
@@ -139,22 +145,57 @@ def _response_headers(response: httpx.Response, upstream: Upstream) -> list[tupl
     return headers
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+class _Channel(httpcore.AsyncNetworkStream):
+    """httpcore's view of a byte stream to the machine's port."""
+
+    def __init__(self, stream: PortStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            await self._stream.write(buffer)
+
+    async def aclose(self) -> None:
+        await self._stream.close()
 
 
-def _client() -> httpx.AsyncClient:
-    """One pooled client per event loop; it lives as long as the server process."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        timeout = httpx.Timeout(None, connect=_CONNECT_TIMEOUT_S)
-        client = httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False)
-        for name in ("accept", "accept-encoding", "user-agent"):  # pass the client's on only
-            del client.headers[name]
-        _clients[loop] = client
-    return client
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, response: httpcore.Response, connection: httpcore.AsyncHTTP11Connection):
+        self._response, self._connection = response, connection
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_stream():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+        await self._connection.aclose()
+
+
+async def _send(request: httpx.Request, upstream: Upstream) -> httpx.Response:
+    """One HTTP/1.1 exchange on a channel of its own (channels are cheap on the machine's
+    kept SSH connection; HTTP keep-alive would only pin requests to one)."""
+    async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+        stream = await upstream.open()
+    origin = httpcore.Origin(b"http", b"localhost", upstream.port)
+    connection = httpcore.AsyncHTTP11Connection(origin, _Channel(stream))
+    outgoing = httpcore.Request(
+        request.method,
+        httpcore.URL(
+            scheme=b"http", host=b"localhost", port=upstream.port, target=request.url.raw_path
+        ),
+        headers=request.headers.raw,
+        content=request.stream,
+    )
+    try:
+        answer = await connection.handle_async_request(outgoing)
+    except BaseException:
+        await connection.aclose()
+        raise
+    return httpx.Response(answer.status, headers=answer.headers, stream=_Body(answer, connection))
 
 
 def _unreachable(upstream: Upstream, exc: BaseException) -> AccessFailure:
@@ -168,15 +209,15 @@ def _unreachable(upstream: Upstream, exc: BaseException) -> AccessFailure:
 async def proxy_http(request: Request, upstream: Upstream) -> Response:
     """Forward `request` to the machine and stream the answer back."""
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-    outgoing = _client().build_request(
+    outgoing = httpx.Request(
         request.method,
         f"http://{upstream.origin}{upstream.path}",
         headers=forwarded_headers(request, upstream),
         content=request.stream() if has_body else None,
     )
     try:
-        answer = await _client().send(outgoing, stream=True)
-    except httpx.HTTPError as exc:
+        answer = await _send(outgoing, upstream)
+    except (AccessFailure, TimeoutError, *_HTTPCORE_ERRORS) as exc:
         raise _unreachable(upstream, exc) from exc
     response = StreamingResponse(_body(answer), status_code=answer.status_code)
     response.raw_headers = _response_headers(answer, upstream)
@@ -187,7 +228,7 @@ async def _body(answer: httpx.Response) -> AsyncIterator[bytes]:
     try:
         async for chunk in answer.aiter_raw():
             yield chunk
-    except httpx.HTTPError:
+    except (AccessFailure, *_HTTPCORE_ERRORS):
         return  # the machine hung up mid-body; the client sees a short response
     finally:
         await answer.aclose()
@@ -199,9 +240,13 @@ async def proxy_websocket(websocket: WebSocket, upstream: Upstream) -> None:
     headers = forwarded_headers(websocket, upstream, skip=_WEBSOCKET_HANDSHAKE)
     headers = [(n, v) for n, v in headers if not n.startswith("sec-websocket-")]
     offered = [Subprotocol(p) for p in websocket.scope.get("subprotocols", [])]
+    relay: asyncio.Task[None] | None = None
     try:
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            sock, relay = bridge_socket(await upstream.open())
         machine = await websockets.connect(
             url,
+            sock=sock,
             additional_headers=headers,
             subprotocols=offered or None,
             user_agent_header=websocket.headers.get("user-agent"),
@@ -211,13 +256,18 @@ async def proxy_websocket(websocket: WebSocket, upstream: Upstream) -> None:
             max_size=None,
             open_timeout=_CONNECT_TIMEOUT_S,
         )
-    except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+    except (AccessFailure, OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        if relay is not None:
+            relay.cancel()
         await websocket.accept()
         await _close(websocket, 4502, _unreachable(upstream, exc).message)
         return
-    async with machine:
-        await websocket.accept(subprotocol=machine.subprotocol)
-        await _relay(websocket, machine)
+    try:
+        async with machine:
+            await websocket.accept(subprotocol=machine.subprotocol)
+            await _relay(websocket, machine)
+    finally:
+        relay.cancel()
 
 
 async def _relay(websocket: WebSocket, machine: ClientConnection) -> None:

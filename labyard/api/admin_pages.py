@@ -12,7 +12,7 @@ from labyard.api.deps import check_csrf, get_labyard
 from labyard.api.web import render
 from labyard.errors import LabyardError
 from labyard.services import User
-from labyard.store import OrderStatus, Role
+from labyard.types import OrderStatus, Role
 
 router = APIRouter(include_in_schema=False)
 

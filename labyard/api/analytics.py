@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from labyard.api.account_pages import page_user, to_login
 from labyard.api.deps import LabyardDep, UserDep
 from labyard.api.web import render
-from labyard.store import Role
+from labyard.types import Role
 
 router = APIRouter(prefix="/api", tags=["analytics"])
 pages = APIRouter(include_in_schema=False)

@@ -32,7 +32,7 @@ from labyard.content.models import Challenge
 from labyard.errors import Forbidden, LabyardError, NotFound
 from labyard.services import User
 from labyard.services.tasks import AttemptRecord
-from labyard.store import AttemptState
+from labyard.types import AttemptState
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["content"])

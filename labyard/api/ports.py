@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request, WebSocket
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from labyard.access import PortStream
 from labyard.api._proxy import Upstream, path_below, proxy_http, proxy_websocket
 from labyard.api.deps import get_labyard, optional_user, websocket_user
-from labyard.errors import InvalidInput, LabyardError, NotFound
+from labyard.errors import LabyardError, NotFound
 from labyard.services import Labyard, User
 
 router = APIRouter(include_in_schema=False)
@@ -32,13 +33,29 @@ SHARED = "/s/{token}"
 PREFIX_KEY = "labyard.port_prefix"
 
 
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+
+
+def port_number(text: str) -> int:
+    """The port a path names: digits only, 1-65535 (`80.0`, `+80`, `080` are no ports)."""
+    if not _PORT.fullmatch(text) or int(text) > 65535:
+        raise NotFound(f"{text[:20]!r} is not a TCP port (1-65535)", reason="bad_port")
+    return int(text)
+
+
 def _upstream(
-    connection: Request | WebSocket, address: str, port: int, route: str, *, sandbox: bool = False
+    connection: Request | WebSocket, machine: Machine, route: str, *, sandbox: bool = False
 ) -> Upstream:
     """Where to send a request that came in on `route` (`/p/...` or `/s/...`)."""
     public: str = connection.scope.get(PREFIX_KEY, route)
+    ports = get_labyard(connection).machine_ports
+    playground_id, name, port, owner = machine
+
+    async def open_port() -> PortStream:
+        return await ports.open(playground_id, name, port, owner)
+
     return Upstream(
-        address,
+        open_port,
         port,
         path_below(connection, route),
         public,
@@ -47,20 +64,24 @@ def _upstream(
     )
 
 
+Machine = tuple[str, str, int, str | None]
+"""(playground id, machine, port, owner to check or None): the port a request goes to."""
+
+
 def _private(
-    labyard: Labyard, user: User | None, playground_id: str, machine: str, port: int
-) -> str:
-    """The machine's address, for its owner; everyone else learns nothing (404)."""
+    labyard: Labyard, user: User | None, playground_id: str, machine: str, port: str
+) -> Machine:
+    """The machine's port, for its owner; everyone else learns nothing (404)."""
     if user is None:
         raise NotFound(f"no playground {playground_id!r}")
-    if not 1 <= port <= 65535:
-        raise InvalidInput(f"{port} is not a TCP port (1-65535)")
-    return labyard.playgrounds.target(playground_id, machine, owner=user.owner).address
+    number = port_number(port)
+    labyard.playgrounds.target(playground_id, machine, owner=user.owner)  # NotFound if not theirs
+    return (playground_id, machine, number, user.owner)
 
 
-def _shared(labyard: Labyard, token: str) -> tuple[str, int]:
+def _shared(labyard: Labyard, token: str) -> Machine:
     share = labyard.shares.resolve(token)
-    return labyard.playgrounds.target(share.playground_id, share.machine).address, share.port
+    return (share.playground_id, share.machine, share.port, None)
 
 
 def _bearer(connection: Request | WebSocket) -> bool:
@@ -76,46 +97,46 @@ def add_slash(request: Request) -> Response:
 
 @router.api_route(PRIVATE + "/{path:path}", methods=METHODS)
 async def private_port(
-    request: Request, playground_id: str, machine: str, port: int, path: str
+    request: Request, playground_id: str, machine: str, port: str, path: str
 ) -> Response:
     user = optional_user(request)
-    address = _private(get_labyard(request), user, playground_id, machine, port)
+    target = _private(get_labyard(request), user, playground_id, machine, port)
     route = f"/p/{playground_id}/{machine}/{port}"
-    return await proxy_http(request, _upstream(request, address, port, route))
+    return await proxy_http(request, _upstream(request, target, route))
 
 
 @router.api_route(SHARED + "/{path:path}", methods=METHODS)
 async def shared_port(request: Request, token: str, path: str) -> Response:
-    address, port = _shared(get_labyard(request), token)
-    upstream = _upstream(request, address, port, f"/s/{token}", sandbox=True)
+    target = _shared(get_labyard(request), token)
+    upstream = _upstream(request, target, f"/s/{token}", sandbox=True)
     return await proxy_http(request, upstream)
 
 
 @router.websocket(PRIVATE + "/{path:path}")
 async def private_port_websocket(
-    websocket: WebSocket, playground_id: str, machine: str, port: int, path: str
+    websocket: WebSocket, playground_id: str, machine: str, port: str, path: str
 ) -> None:
     try:
         try:
             user: User | None = websocket_user(websocket)
         except LabyardError:
             user = None
-        address = _private(get_labyard(websocket), user, playground_id, machine, port)
+        target = _private(get_labyard(websocket), user, playground_id, machine, port)
     except LabyardError as exc:
         await _refuse(websocket, exc)
         return
     route = f"/p/{playground_id}/{machine}/{port}"
-    await proxy_websocket(websocket, _upstream(websocket, address, port, route))
+    await proxy_websocket(websocket, _upstream(websocket, target, route))
 
 
 @router.websocket(SHARED + "/{path:path}")
 async def shared_port_websocket(websocket: WebSocket, token: str, path: str) -> None:
     try:
-        address, port = _shared(get_labyard(websocket), token)
+        target = _shared(get_labyard(websocket), token)
     except LabyardError as exc:
         await _refuse(websocket, exc)
         return
-    await proxy_websocket(websocket, _upstream(websocket, address, port, f"/s/{token}"))
+    await proxy_websocket(websocket, _upstream(websocket, target, f"/s/{token}"))
 
 
 async def _refuse(websocket: WebSocket, exc: LabyardError) -> None:

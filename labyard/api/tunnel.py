@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from labyard.api.deps import get_labyard, websocket_user
-from labyard.errors import AccessFailure, Conflict, LabyardError
+from labyard.errors import LabyardError
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 
@@ -35,31 +35,13 @@ async def refuse(websocket: WebSocket, exc: LabyardError) -> None:
         await websocket.close(4000 + exc.http_status, exc.reason)
 
 
-async def _open_sshd(
-    websocket: WebSocket, playground_id: str, machine: str
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    user = websocket_user(websocket)
-    labyard = get_labyard(websocket)
-    playground = await labyard.playgrounds.get(playground_id, owner=user.owner)
-    target = labyard.playgrounds.target(playground_id, machine, owner=user.owner)
-    if playground.state != "running":
-        raise Conflict(f"playground {playground_id} is {playground.state}, not running")
-    try:
-        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-            return await asyncio.open_connection(target.address, target.port)
-    except (OSError, TimeoutError) as exc:
-        raise AccessFailure(
-            f"machine {machine} of playground {playground_id} does not answer SSH",
-            detail=f"{type(exc).__name__}: {exc}",
-            reason="tunnel_unreachable",
-        ) from exc
-
-
 @router.websocket("/playgrounds/{playground_id}/machines/{machine}/ssh")
 async def ssh_tunnel(websocket: WebSocket, playground_id: str, machine: str) -> None:
     """Binary frames in both directions, bytes of one TCP connection to the machine's sshd."""
     try:
-        reader, writer = await _open_sshd(websocket, playground_id, machine)
+        user = websocket_user(websocket)
+        playgrounds = get_labyard(websocket).playgrounds
+        reader, writer = await playgrounds.open_sshd(playground_id, machine, owner=user.owner)
     except LabyardError as exc:
         await refuse(websocket, exc)
         return

@@ -6,27 +6,19 @@ stack, from the database to the runtime.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 from typing import Any
 
 from labyard.access import Connection
-from labyard.cli._pipes import Stream, TcpStream
-from labyard.cli._views import Playground, SshKeys
-from labyard.errors import AccessFailure, Conflict
+from labyard.access.bridge import Stream
+from labyard.cli._pipes import TcpStream
+from labyard.cli._views import SshKeys
 from labyard.manifest import load_manifest
 from labyard.services import Labyard, reconcile
-from labyard.services import Playground as Found
 from labyard.services.tasks.pool import MachinePool
 from labyard.services.tasks.runs import RunLog
 from labyard.settings import Settings
-
-_CONNECT_TIMEOUT_S = 10.0
-
-
-def _view(playground: Found) -> Playground:
-    """The same object (and so the same `--json`) a server's answer gives."""
-    return Playground.from_json(playground.to_json())
+from labyard.types import Playground
 
 
 class LocalBackend:
@@ -39,20 +31,20 @@ class LocalBackend:
 
     async def start(self, source: str, lifetime_s: int | None) -> Playground:
         manifest = load_manifest(source)
-        return _view(await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s))
+        return await self.labyard.playgrounds.start(manifest, lifetime_s=lifetime_s)
 
     async def list(self) -> list[Playground]:
         await reconcile(self.labyard.playgrounds)  # expired ones are removed first
-        return [_view(p) for p in await self.labyard.playgrounds.list()]
+        return await self.labyard.playgrounds.list()
 
     async def get(self, playground_id: str) -> Playground:
-        return _view(await self.labyard.playgrounds.get(playground_id))
+        return await self.labyard.playgrounds.get(playground_id)
 
     async def stop(self, playground_id: str) -> Playground:
-        return _view(await self.labyard.playgrounds.stop(playground_id))
+        return await self.labyard.playgrounds.stop(playground_id)
 
     async def restart(self, playground_id: str) -> Playground:
-        return _view(await self.labyard.playgrounds.restart(playground_id))
+        return await self.labyard.playgrounds.restart(playground_id)
 
     async def destroy(self, playground_id: str) -> None:
         await self.labyard.playgrounds.destroy(playground_id)
@@ -64,10 +56,10 @@ class LocalBackend:
         return (await self.labyard.saved.save(playground_id, name)).to_json()
 
     async def fork(self, playground_id: str) -> Playground:
-        return _view(await self.labyard.saved.fork(playground_id))
+        return await self.labyard.saved.fork(playground_id)
 
     async def start_saved(self, name: str, lifetime_s: int | None) -> Playground:
-        return _view(await self.labyard.saved.start("", name, lifetime_s=lifetime_s))
+        return await self.labyard.saved.start("", name, lifetime_s=lifetime_s)
 
     async def saved(self) -> builtins.list[dict[str, Any]]:
         return [s.to_json() for s in self.labyard.saved.list("")]
@@ -85,15 +77,7 @@ class LocalBackend:
         )
 
     async def open_stream(self, playground_id: str, machine: str | None) -> Stream:
-        playground = await self.labyard.playgrounds.get(playground_id)
-        if playground.state != "running":
-            raise Conflict(f"playground {playground_id} is {playground.state}, not running")
-        target = self.labyard.playgrounds.target(playground_id, machine)
-        try:
-            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                return TcpStream(*await asyncio.open_connection(target.address, target.port))
-        except (OSError, TimeoutError) as exc:
-            raise AccessFailure(f"nothing accepts SSH connections on {target.where}") from exc
+        return TcpStream(*await self.labyard.playgrounds.open_sshd(playground_id, machine))
 
     async def devtools(self, playground_id: str) -> dict[str, Any]:
         """The server's checker and its output live in the server: here the running tasks'

@@ -1,7 +1,7 @@
 """Byte streams to a machine's sshd, and relays that carry SSH over them.
 
 A stream is a TCP connection (the local instance) or the server's WebSocket tunnel (a remote
-one). `bridge_socket` turns a stream into a connected socket for asyncssh; `relay_stdio`
+one). `bridge_socket` (access/bridge.py) turns a stream into a socket for asyncssh; `relay_stdio`
 joins a stream to this process's stdin/stdout for OpenSSH's ProxyCommand.
 """
 
@@ -10,28 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import sys
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from labyard.access.bridge import Stream, copy_to_stream, first_to_end
 from labyard.cli._client import ServerUnreachable, error_for
 
 _CHUNK = 64 * 1024
 _OPEN_TIMEOUT_S = 10.0
-
-
-class Stream(Protocol):
-    async def read(self) -> bytes:
-        """The next bytes; b"" once the other end has closed."""
-
-    async def write(self, data: bytes) -> None:
-        """Send bytes; OSError once the other end has closed."""
-
-    async def close(self) -> None: ...
 
 
 class TcpStream:
@@ -125,48 +114,6 @@ async def _first(connection: ClientConnection) -> bytes:
     raise error_for(code - 4000 if code >= 4000 else 0, text, reason)
 
 
-async def _first_to_end(*work: Coroutine[Any, Any, None]) -> None:
-    """Run the relays until one ends (or fails), then stop the others."""
-    tasks = [asyncio.create_task(w) for w in work]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _copy_to_stream(read: Any, stream: Stream) -> None:
-    with contextlib.suppress(OSError):
-        while data := await read():
-            await stream.write(data)
-
-
-def bridge_socket(stream: Stream) -> tuple[socket.socket, asyncio.Task[None]]:
-    """A connected socket whose bytes flow through `stream`, and the task relaying them
-    (it ends, closing both, when either side closes)."""
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    theirs.setblocking(False)
-    loop = asyncio.get_running_loop()
-
-    async def down() -> None:
-        with contextlib.suppress(OSError):
-            while data := await stream.read():
-                await loop.sock_sendall(ours, data)
-
-    async def relay() -> None:
-        try:
-            await _first_to_end(
-                _copy_to_stream(lambda: loop.sock_recv(ours, _CHUNK), stream), down()
-            )
-        finally:
-            ours.close()
-            await stream.close()
-
-    return theirs, asyncio.create_task(relay())
-
-
 async def relay_stdio(stream: Stream) -> None:
     """Carry stdin to `stream` and `stream` to stdout until either side closes."""
     loop = asyncio.get_running_loop()
@@ -184,7 +131,7 @@ async def relay_stdio(stream: Stream) -> None:
                 await writer.drain()
 
     try:
-        await _first_to_end(_copy_to_stream(lambda: reader.read(_CHUNK), stream), down())
+        await first_to_end(copy_to_stream(lambda: reader.read(_CHUNK), stream), down())
     finally:
         transport.close()
         await stream.close()

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labyard.cli._client import ApiClient
-from labyard.cli._views import Playground, SshKeys
+from labyard.cli._views import SshKeys
 from labyard.cli.credentials import Login
 from labyard.errors import NotFound
+from labyard.types import Playground
 
 if TYPE_CHECKING:
     from labyard.access import Connection
-    from labyard.cli._pipes import Stream
+    from labyard.access.bridge import Stream
 
 # Starting waits for every machine to answer; the server gives up after its own timeout.
 _START_TIMEOUT_S = 300.0
@@ -120,14 +121,14 @@ class RemoteBackend:
         stream = await self.open_stream(playground_id, name)
         await clients
         from labyard.access import Target, connect_over
-        from labyard.cli._pipes import bridge_socket
+        from labyard.access.bridge import bridge_socket
 
         sock, relay = bridge_socket(stream)
         self._relays.add(relay)
         relay.add_done_callback(self._relays.discard)
         target = Target(
-            address=f"{name}.{playground_id}",
-            port=22,
+            where=f"{name}.{playground_id}",
+            dial=None,  # reached over the tunnel's socket only
             host_public_key=keys.host_keys[name],
             client_private_key=keys.client_key,
             user=keys.user,

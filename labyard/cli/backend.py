@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from labyard.cli import credentials
-from labyard.cli._views import Playground, SshKeys
+from labyard.cli._views import SshKeys
+from labyard.types import Playground
 
 if TYPE_CHECKING:
     from labyard.access import Connection
-    from labyard.cli._pipes import Stream
+    from labyard.access.bridge import Stream
 
 T = TypeVar("T")
 

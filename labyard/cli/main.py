@@ -1,10 +1,11 @@
 """The `labyard` command.
 
-Labyard errors print `labyard: <sentence>` to stderr with their exit code. Usage errors
-(unknown option or command, missing argument, bad value) are Typer's own: its usage panel
-on stderr, exit 2. Typer parses the command line with a copy of Click of its own
-(`typer._click`), so only Typer itself can tell its exceptions apart; it runs in standalone
-mode and handles them, and nothing here imports Click.
+Labyard errors print `labyard: <sentence>` to stderr with their exit code; an OSError that
+escaped untranslated (the host refused something: a runtime failure) prints the same way,
+exit 5. Usage errors (unknown option or command, missing argument, bad value) are Typer's
+own: its usage panel on stderr, exit 2. Typer parses the command line with a copy of Click
+of its own (`typer._click`), so only Typer itself can tell its exceptions apart; it runs in
+standalone mode and handles them, and nothing here imports Click.
 
 Starting is cheap: the command modules import only Typer, Rich and the standard library;
 each command imports what it uses (the server stack, SSH, the HTTP client) when it runs.
@@ -31,7 +32,7 @@ from labyard.cli import (
     server,
 )
 from labyard.cli._common import err, print_json, run
-from labyard.errors import LabyardError, ManifestError
+from labyard.errors import LabyardError, ManifestError, RuntimeFailure
 
 cli = typer.Typer(
     name="labyard",
@@ -101,6 +102,9 @@ def _run(argv: list[str] | None) -> Any:
             message = "invalid manifest:\n" + "\n".join(f"  {p}" for p in exc.problems)
         err.print(f"labyard: {message}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the host refused something no layer translated: still one line
+        err.print(f"labyard: {exc}", markup=False, soft_wrap=True)
+        sys.exit(RuntimeFailure.exit_code)
     except KeyboardInterrupt:  # Typer turns one inside a command into exit 130 itself
         err.print("labyard: interrupted")
         sys.exit(130)

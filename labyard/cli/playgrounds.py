@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from labyard.cli._common import err, out, print_json
-from labyard.cli._views import Playground
 from labyard.cli.backend import Backend, run_on
+from labyard.types import Playground
 
 app = typer.Typer(help="Start and manage playgrounds.", no_args_is_help=True)
 
@@ -30,7 +30,10 @@ def _remaining(playground: Playground) -> str:
 def _table(playgrounds: list[Playground]) -> Table:
     table = Table("ID", "NAME", "STATE", "MACHINES", "EXPIRES IN")
     for p in playgrounds:
-        machines = ", ".join(f"{m.name} {m.address} ({m.state})" for m in p.machines)
+        machines = ", ".join(
+            f"{m.name} {m.address} ({m.state}{': ' + m.reason if m.reason else ''})"
+            for m in p.machines
+        )
         table.add_row(p.id, p.name, p.state, machines, _remaining(p))
     return table
 

@@ -37,6 +37,15 @@ def serve(
     logs.configure(log_level.upper())
     labyard = Labyard(Settings.from_env(), content_dir=content_dir)
     err.print(f"labyard: serving on http://{host}:{port}/ (data in {labyard.settings.data_dir})")
+    if labyard.driver.name != "local":
+        err.print(
+            f"labyard: machines run on the {labyard.driver.name} runtime (LABYARD_DRIVER)"
+            + (
+                "; it isolates nothing: never let strangers in"
+                if labyard.driver.name == "fake"
+                else ""
+            )
+        )
     uvicorn.run(
         create_app(labyard),
         host=host,

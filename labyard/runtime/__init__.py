@@ -1,19 +1,25 @@
-"""Runtime drivers: the one seam to whatever runs the sandboxes."""
+"""Runtime drivers: the one seam to whatever runs the sandboxes (base.py), the optional
+capabilities some drivers have (capabilities.py), and the drivers side by side: `local/`
+(runc system containers on this host) and `fake.py` (for tests and demos)."""
 
 from labyard.runtime.base import (
     Driver,
+    DriverState,
     MachineEndpoint,
-    MachineState,
+    MachineStatus,
     PlaygroundSpec,
     Started,
     new_playground_id,
 )
 from labyard.settings import Settings
+from labyard.types import MachineState
 
 __all__ = [
     "Driver",
+    "DriverState",
     "MachineEndpoint",
     "MachineState",
+    "MachineStatus",
     "PlaygroundSpec",
     "Started",
     "make_driver",
@@ -22,11 +28,15 @@ __all__ = [
 
 
 def make_driver(name: str, settings: Settings) -> Driver:
-    """The driver called `name`; the local one is the default and the only one so far."""
+    """The driver called `name` (LABYARD_DRIVER): `local` (the default) or `fake`."""
     if name == "local":
         from labyard.runtime.local.driver import LocalDriver
 
         return LocalDriver(settings)
+    if name == "fake":
+        from labyard.runtime.fake import FakeDriver
+
+        return FakeDriver(settings.data_dir / "fake-machines")
     from labyard.errors import InvalidInput
 
-    raise InvalidInput(f"unknown runtime driver {name!r} (available: local)")
+    raise InvalidInput(f"LABYARD_DRIVER={name!r} is no runtime driver (available: local, fake)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labyard.runtime import make_driver
+from labyard.runtime import Driver, make_driver
 from labyard.services.accounts import Accounts, User
 from labyard.services.analytics import Analytics
 from labyard.services.billing import Billing
@@ -17,8 +17,9 @@ from labyard.services.entitlements import Entitlement, Entitlements
 from labyard.services.files import Files
 from labyard.services.looks import Looks
 from labyard.services.lti import Lti
+from labyard.services.machine_ports import MachinePorts
 from labyard.services.plans import Plan, PlanBook, load_plans
-from labyard.services.playgrounds import MachineView, Playground, Playgrounds
+from labyard.services.playgrounds import Playgrounds
 from labyard.services.pools import Pools, PoolState, Queued
 from labyard.services.reconciler import Report, reconcile
 from labyard.services.saved import SavedPlayground, SavedPlaygrounds
@@ -29,6 +30,7 @@ from labyard.services.teams import Team, Teams
 from labyard.services.usage import Launch, Usage, UsageSession
 from labyard.settings import Settings
 from labyard.store import Database
+from labyard.types import MachineView, Playground
 
 __all__ = [
     "Accounts",
@@ -66,18 +68,18 @@ __all__ = [
 
 
 class Labyard:
-    """One labyard instance: its settings, database and driver, wired together. A plans
-    file (`<data dir>/plans.yaml`) that does not validate stops it here
-    (SettingsFileError)."""
+    """One labyard instance: its settings, database and driver, wired together. The driver
+    is the one given, else the one `settings.driver` (LABYARD_DRIVER) names. A plans file
+    (`<data dir>/plans.yaml`) that does not validate stops it here (SettingsFileError)."""
 
     def __init__(
-        self, settings: Settings, driver: str = "local", content_dir: Path | None = None
+        self, settings: Settings, driver: Driver | None = None, content_dir: Path | None = None
     ) -> None:
         self.settings = settings
         self.plans = load_plans(settings.data_dir)
         self.db = Database(settings.database_url)
         self.db.migrate()
-        self.driver = make_driver(driver, settings)
+        self.driver = driver or make_driver(settings.driver, settings)
         self.playgrounds = Playgrounds(settings, self.db, self.driver, self.plans)
         self.accounts = Accounts(self.db, self.plans)
         self.entitlements = self.accounts.entitlements
@@ -86,9 +88,10 @@ class Labyard:
         self.billing = Billing(settings, self.db, self.plans, self.entitlements)
         self.teams = Teams(self.db, self.entitlements)
         self.shares = Shares(self.playgrounds)
+        self.machine_ports = MachinePorts(self.playgrounds)  # the port proxy's, over SSH
         self.files = Files(self.playgrounds)  # the editor tab's, over SFTP
-        self.catalog = Catalog(content_dir, settings.images_dir)
-        self.pools = Pools(self.playgrounds, self.catalog, settings.pools)
+        self.catalog = Catalog(content_dir, self.driver.images)
+        self.pools = Pools(self.playgrounds, self.catalog, settings.pools.warm)
         self.playgrounds.claim_warm = self.pools.claim_matching  # operator pools (LABYARD_POOLS)
         self.attempts = Attempts(self.playgrounds, self.catalog, on_solved=self._solved)
         self.task_dev_tools = TaskDevTools(self.attempts)  # authors' task panel
@@ -105,4 +108,5 @@ class Labyard:
         self.entitlements.challenge_solved(record.owner, record.content_key)
 
     def close(self) -> None:
+        self.machine_ports.close()
         self.db.close()

@@ -30,7 +30,8 @@ from labyard.services.entitlements import Entitlements, effective_plan
 from labyard.services.owners import owner_of
 from labyard.services.plans import Plan, PlanBook, builtin_plans
 from labyard.services.usage import Launch
-from labyard.store import Database, Role, TokenRow, UserRow
+from labyard.store import Database, TokenRow, UserRow
+from labyard.types import Role
 
 SESSION_LIFETIME = timedelta(days=14)
 MIN_PASSWORD = 8

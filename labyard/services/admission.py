@@ -33,7 +33,8 @@ from labyard.services.class_admission import admit_class
 from labyard.services.entitlements import effective_plan
 from labyard.services.plans import Plan, PlanBook
 from labyard.services.usage import DAY, Launch, day_start, used_minutes
-from labyard.store import PlaygroundRow, Role, StartLockRow
+from labyard.store import PlaygroundRow, StartLockRow
+from labyard.types import Role
 
 MAY_USE_OWN_MANIFESTS = (Role.AUTHOR, Role.ADMIN)
 

@@ -60,21 +60,17 @@ from labyard.services.billing.periods import add_months
 from labyard.services.plans import PlanBook
 from labyard.store import (
     AttemptRow,
-    AttemptState,
     Database,
     EntitlementRow,
-    LaunchedBy,
-    OrderKind,
     OrderRow,
-    OrderStatus,
     PlaygroundDayRow,
-    Role,
     SubscriptionRow,
     UsageDayRow,
     UsageSessionRow,
     UserRow,
 )
 from labyard.store.models import UTCDateTime
+from labyard.types import AttemptState, LaunchedBy, OrderKind, OrderStatus, Role
 
 MAX_DAYS = 3660
 """The longest period one report covers (about ten years)."""

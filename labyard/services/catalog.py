@@ -1,16 +1,17 @@
 """The playground catalog: built-in manifests plus every playground manifest in the content
-folder (`*.yaml` files whose `kind` is `playground`). An entry whose images are not built on
-this host is listed as unavailable (an operator builds them with `labyard image build`).
+folder (`*.yaml` files whose `kind` is `playground`). An entry whose images the runtime
+driver cannot run is listed as unavailable (with the local driver, an operator builds them
+with `labyard image build`).
 The built-in playgrounds whose images need files from outside the Debian archive (k3s,
 `labyard/manifest/external/`) are listed only where their images are built."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labyard.errors import ManifestError, NotFound
-from labyard.images import find_image
 from labyard.manifest import (
     Manifest,
     builtin_names,
@@ -51,15 +52,21 @@ class Entry:
 
 
 class Catalog:
-    def __init__(self, content_dir: Path | None = None, images_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        content_dir: Path | None = None,
+        runnable: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         self.content_dir = content_dir
-        self.images_dir = images_dir
-        """Where images are built; None: every entry counts as available."""
+        self.runnable = runnable
+        """What the driver can run (`Driver.images`); None: every entry counts as available."""
         self.problems: list[str] = []
 
     def entries(self) -> list[Entry]:
-        built: dict[str, bool] = {}  # an image many entries use is looked up once
-        entries = [replace(e, missing_images=self._missing(e.manifest, built)) for e in self._all()]
+        runnable = self.runnable() if self.runnable else None  # asked once for all entries
+        entries = [
+            replace(e, missing_images=self._missing(e.manifest, runnable)) for e in self._all()
+        ]
         return sorted(entries, key=lambda e: (e.source != "builtin", e.name))
 
     def _all(self) -> list[Entry]:
@@ -67,7 +74,8 @@ class Catalog:
         found = {n: Entry(n, load_manifest(n), "builtin") for n in builtin_names()}
         for name in external_names():
             manifest = load_manifest(name)
-            if self.images_dir is not None and not self._missing(manifest):
+            runnable = self.runnable() if self.runnable else None
+            if runnable is not None and not self._missing(manifest, runnable):
                 found[name] = Entry(name, manifest, "builtin")
         self.problems = []
         for path in sorted(self.content_dir.rglob("*.yaml")) if self.content_dir else []:
@@ -82,20 +90,16 @@ class Catalog:
             found[manifest.name] = Entry(manifest.name, manifest, str(path))
         return list(found.values())
 
-    def _missing(self, manifest: Manifest, built: dict[str, bool] | None = None) -> tuple[str, ...]:
-        if self.images_dir is None:
+    def _missing(self, manifest: Manifest, runnable: Mapping[str, str] | None) -> tuple[str, ...]:
+        """The images of `manifest` that the driver cannot run for everyone."""
+        if runnable is None:
             return ()
-        built = {} if built is None else built
-        for image in {m.image for m in manifest.machines} - set(built):
-            try:
-                find_image(self.images_dir, image)
-                built[image] = True
-            except NotFound:
-                built[image] = False
-        return tuple(sorted(i for i in {m.image for m in manifest.machines} if not built[i]))
+        needed = {m.image for m in manifest.machines}
+        return tuple(sorted(i for i in needed if runnable.get(i) != ""))
 
     def get(self, name: str) -> Entry:
         for entry in self._all():
             if entry.name == name:
-                return replace(entry, missing_images=self._missing(entry.manifest))
+                runnable = self.runnable() if self.runnable else None
+                return replace(entry, missing_images=self._missing(entry.manifest, runnable))
         raise NotFound(f"no playground {name!r} in the catalog")

@@ -3,8 +3,8 @@ in, what pre-start work left in shells out.
 
 `reset_over` runs `CLAIM_SCRIPT` as root over the connection the pool has held since the
 warm start (no SSH handshake on the learner's clock), or over a new one when that one died.
-The tests of the pools' bookkeeping (fake driver, no machines) replace `open_connection`
-and `reset_machine`; tests/services/test_pools.py runs them on real machines.
+The tests of the pools' bookkeeping run it in the fake driver's machines (their /root is
+their own); tests/services/test_pools.py runs it on real machines.
 """
 
 from __future__ import annotations
@@ -45,10 +45,6 @@ is on the learner's clock. A pane's shell is killed with SIGKILL first: a shell 
 SIGHUP writes its history on the way out, after the history was emptied."""
 
 
-async def open_connection(target: Target) -> Connection:
-    return await connect(target)
-
-
 async def reset_over(held: Connection | None, target: Target, public_key: str) -> None:
     """The claim script over the held connection; if it died meanwhile (a machine that
     restarted, sshd that dropped it), over a new one."""
@@ -58,7 +54,7 @@ async def reset_over(held: Connection | None, target: Target, public_key: str) -
             return
         except AccessFailure as exc:
             log.info("held connection to %s failed, connecting again: %s", target.where, exc)
-    connection = await open_connection(target)
+    connection = await connect(target)
     try:
         await reset_machine(connection, public_key)
     finally:

@@ -33,8 +33,9 @@ from labyard.services.accounts import User
 from labyard.services.class_room import ClassRoom, members_of
 from labyard.services.classes import CONTENT_KEY, now
 from labyard.services.playgrounds import aware
-from labyard.store import AttemptRow, AttemptState, TaskState, UsageSessionRow
+from labyard.store import AttemptRow, UsageSessionRow
 from labyard.store.models import ClassAttemptRow, ClassRow
+from labyard.types import AttemptState, TaskState
 
 STUCK_S = 600
 COLUMNS_TTL_S = 30.0

@@ -32,8 +32,9 @@ from labyard.services.classes import CONTENT_KEY, Classes, may_run, now, state_o
 from labyard.services.playgrounds import Playgrounds, aware
 from labyard.services.pools import Pools
 from labyard.services.tasks import Attempts
-from labyard.store import AttemptRow, AttemptState, PlaygroundRow
+from labyard.store import AttemptRow, PlaygroundRow
 from labyard.store.models import ClassBroadcastRow, ClassMemberRow
+from labyard.types import AttemptState
 
 ONLINE_S = 30.0
 EXTENSIONS_MIN = (10, 30, 60)

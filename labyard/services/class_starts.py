@@ -23,13 +23,14 @@ from labyard.content.loader import Item
 from labyard.manifest import Manifest
 from labyard.services.accounts import User
 from labyard.services.class_admission import live_playgrounds
-from labyard.services.playgrounds import Playground, Playgrounds
+from labyard.services.playgrounds import Playgrounds
 from labyard.services.pools import Pools, scoped_key
 from labyard.services.pools import Queued as PoolQueued
 from labyard.services.tasks import AttemptRecord, Attempts
 from labyard.services.usage import Launch
-from labyard.store import AttemptRow, LaunchedBy, PlaygroundRow, UsageSessionRow
+from labyard.store import AttemptRow, PlaygroundRow, UsageSessionRow
 from labyard.store.models import ClassAttemptRow
+from labyard.types import LaunchedBy, Playground
 
 START_WAIT_S = 120.0
 """How long a start that got a boot slot at once is waited for (then 201); one waiting for

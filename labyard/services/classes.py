@@ -36,8 +36,9 @@ from labyard.services.class_admission import not_running_message, running
 from labyard.services.class_spec import ClassSpec, checked
 from labyard.services.owners import owner_of
 from labyard.services.tasks.content import find_item
-from labyard.store import AttemptRow, Database, Role, UserRow
+from labyard.store import AttemptRow, Database, UserRow
 from labyard.store.models import ClassAttemptRow, ClassMemberRow, ClassRow
+from labyard.types import Role
 
 CODE_LENGTH = 6
 JOIN_PATH = "/classes/join/"

@@ -22,14 +22,8 @@ from sqlalchemy.orm import Session
 from labyard.errors import InvalidInput, NotFound
 from labyard.services.owners import account_of
 from labyard.services.plans import Plan, PlanBook
-from labyard.store import (
-    AttemptRow,
-    AttemptState,
-    Database,
-    EntitlementKind,
-    EntitlementRow,
-    UserRow,
-)
+from labyard.store import AttemptRow, Database, EntitlementRow, UserRow
+from labyard.types import AttemptState, EntitlementKind
 
 log = logging.getLogger(__name__)
 CHALLENGES = "challenges/"

@@ -13,34 +13,53 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from labyard.access import Connection, Target, connect, generate_keypair, public_key_of
 from labyard.access import wait_until_ready as ssh_ready
 from labyard.errors import AccessFailure, Conflict, NotFound, RuntimeFailure
-from labyard.images import find_image
 from labyard.manifest import Manifest
-from labyard.runtime import Driver, MachineState, PlaygroundSpec, new_playground_id
+from labyard.runtime import (
+    Driver,
+    DriverState,
+    MachineEndpoint,
+    MachineState,
+    MachineStatus,
+    PlaygroundSpec,
+    new_playground_id,
+)
 from labyard.runtime.base import ID_PATTERN
-from labyard.services.admission import Admission
+from labyard.services.admission import Admission, Admitted
 from labyard.services.init_tasks import run_init_tasks
 from labyard.services.locks import playground_lock
 from labyard.services.owners import owner_of
 from labyard.services.plans import PlanBook, builtin_plans
 from labyard.services.usage import Launch, close_sessions, last_launch, open_session
 from labyard.settings import Settings
-from labyard.store import Database, EndReason, MachineRow, PlaygroundRow, PlaygroundState
+from labyard.store import Database, MachineRow, PlaygroundRow
+from labyard.types import EndReason, MachineView, Playground, PlaygroundState
 
 log = logging.getLogger(__name__)
 
 BOOT_ATTEMPTS = 2
 BOOT_POLL_S = 1.0
 """How often a booting machine's state is looked at while waiting for its SSH."""
+OPEN_SSHD_TIMEOUT_S = 10.0
+"""Longest wait for a machine's sshd to take a raw connection (the SSH tunnel, ssh-proxy)."""
+_BOOTING = (MachineState.PENDING, MachineState.RUNNING)
+"""States in which a machine is left to come up: anything else is started once more."""
+_MACHINES_WHEN: dict[str, MachineState] = {
+    PlaygroundState.RUNNING: MachineState.RUNNING,
+    PlaygroundState.STOPPED: MachineState.STOPPED,
+    PlaygroundState.FAILED: MachineState.FAILED,
+}
+"""A machine's state as the playground's row implies it, where the driver was not asked."""
 
 
 def now() -> datetime:
@@ -52,49 +71,20 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class MachineView:
-    name: str
-    image: str
-    address: str
-    state: str
-
-
-@dataclass(frozen=True)
-class Playground:
-    id: str
-    name: str
-    title: str
-    owner: str
-    state: str
-    machines: list[MachineView]
-    created_at: datetime
-    expires_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "title": self.title,
-            "owner": self.owner,
-            "state": self.state,
-            "machines": [m.__dict__ for m in self.machines],
-            "created_at": self.created_at.isoformat(),
-            "expires_at": self.expires_at.isoformat(),
-        }
-
-
 Claimer = Callable[[Manifest, str, int | None, Launch], Awaitable["Playground | None"]]
 """(manifest, owner, lifetime_s, launch) -> a warm playground claimed for it, or None."""
 
 
-def playground_of(row: PlaygroundRow, live: Mapping[str, MachineState] | None = None) -> Playground:
+def playground_of(
+    row: PlaygroundRow, live: Mapping[str, MachineStatus] | None = None
+) -> Playground:
     """A playground as its row says, each machine in the state the driver reported (`live`)
     or, where it reported none, in the playground's own."""
-    machines = [
-        MachineView(m.name, m.image, m.address, str((live or {}).get(m.name, row.state)))
-        for m in row.machines
-    ]
+    own = MachineStatus(_MACHINES_WHEN.get(row.state, MachineState.PENDING))
+    machines = []
+    for m in row.machines:
+        status = (live or {}).get(m.name, own)
+        machines.append(MachineView(m.name, m.image, m.address, str(status.state), status.reason))
     return Playground(
         row.id,
         row.name,
@@ -128,10 +118,31 @@ class Playgrounds:
         return row  # type: ignore[no-any-return]
 
     async def _view(self, row: PlaygroundRow) -> Playground:
-        live: dict[str, MachineState] = {}
-        if row.state in (PlaygroundState.RUNNING, PlaygroundState.STOPPED):
+        live: dict[str, MachineStatus] = {}
+        if row.state != PlaygroundState.STARTING:
+            self._adopt(row)
             live = await self.driver.status(row.id)
         return playground_of(row, live)
+
+    def _adopt(self, row: PlaygroundRow) -> None:
+        """Hand the driver what it recorded at start (it may be a new driver instance, of a
+        newer labyard); store the state again if the driver upgraded it."""
+        upgraded = self.driver.adopt(row.id, row.driver_state or {})
+        if not row.driver_state or upgraded == row.driver_state:
+            return
+        if inspect(row).session is not None:  # read in a unit of work still open: kept with it
+            row.driver_state = upgraded
+            return
+        with self.db.session() as session:
+            stored = session.get(PlaygroundRow, row.id)
+            if stored is not None:
+                stored.driver_state = upgraded
+
+    def adopt(self, playground_id: str) -> None:
+        """Make sure the driver knows the playground (before asking it for anything)."""
+        with self.db.session() as session:
+            row = self._row(session, playground_id, None)
+        self._adopt(row)
 
     async def get(self, playground_id: str, owner: str | None = None) -> Playground:
         with self.db.session() as session:
@@ -179,10 +190,14 @@ class Playgrounds:
             claimed = await self.claim_warm(manifest, owner, lifetime_s, launch)
             if claimed is not None:
                 return claimed
-        for machine in manifest.machines:
-            image = find_image(self.settings.images_dir, machine.image)  # missing: none starts
-            if image.owner and owner and image.owner != owner:  # a saved one (saved.py)
-                raise NotFound(f"no image {machine.image!r}")
+        runnable = self.driver.images()
+        for machine in manifest.machines:  # one missing: none starts
+            image_owner = runnable.get(machine.image)
+            if image_owner is None or (image_owner and owner and image_owner != owner):
+                raise NotFound(
+                    f"no image {machine.image!r} on this server "
+                    f"(the operator builds or imports it with `labyard image`)"
+                )
         playground_id = new_playground_id()
         client = generate_keypair(f"labyard-{playground_id}")
         host_keys = {m.name: generate_keypair(m.name).private_openssh for m in manifest.machines}
@@ -276,7 +291,7 @@ class Playgrounds:
         try:
             async with asyncio.timeout(self.settings.start_timeout_s):
                 started = await self.driver.start(spec)
-                self._record_started(spec.id, started.machines, started.saved_state)
+                self._record_started(spec.id, started.machines, started.state)
                 targets = {m.name: self.target(spec.id, m.name) for m in started.machines}
                 ready = await asyncio.gather(
                     *(self._booted(spec, name, t) for name, t in targets.items())
@@ -298,33 +313,66 @@ class Playgrounds:
         once more rather than waiting out the whole start timeout."""
         for attempt in range(BOOT_ATTEMPTS):
             ready = asyncio.create_task(ssh_ready(target, self.settings.start_timeout_s))
-            stopped = False
-            while not ready.done() and not stopped:
+            ended: MachineStatus | None = None
+            while not ready.done() and ended is None:
                 await asyncio.wait({ready}, timeout=BOOT_POLL_S)
                 if not ready.done():
-                    states = await self.driver.status(spec.id)
-                    stopped = states.get(machine) != MachineState.RUNNING
-            if not stopped:
+                    status = (await self.driver.status(spec.id)).get(machine)
+                    if status is None or status.state not in _BOOTING:
+                        ended = status or MachineStatus(MachineState.MISSING)
+            if ended is None:
                 return ready.result()  # connected, or the SSH failure that says why not
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError, AccessFailure):
                 await ready
             if attempt + 1 < BOOT_ATTEMPTS:
                 log.warning(
-                    "machine %s of %s stopped while booting; starting it again", machine, spec.id
+                    "machine %s of %s ended while booting (%s); starting it again",
+                    machine,
+                    spec.id,
+                    ended.reason or ended.state,
                 )
                 await self.driver.start(spec)  # idempotent: only what is not running starts
-        raise RuntimeFailure(f"machine {machine} stopped while booting, twice")
+        why = f": {ended.reason}" if ended is not None and ended.reason else ""
+        raise RuntimeFailure(f"machine {machine} ended while booting, twice{why}")
 
     def _record_started(
-        self, playground_id: str, machines: Any, saved_state: dict[str, Any]
+        self, playground_id: str, machines: builtins.list[MachineEndpoint], state: DriverState
     ) -> None:
         with self.db.session() as session:
             row = self._row(session, playground_id, None)
-            row.driver_state = saved_state
-            addresses = {m.name: (m.address, m.ssh_port) for m in machines}
+            row.driver_state = state
+            addresses = {m.name: m.address for m in machines}
             for machine in row.machines:
-                machine.address, machine.ssh_port = addresses[machine.name]
+                machine.address = addresses[machine.name]
+
+    def hand_over(
+        self,
+        session: Session,
+        row: PlaygroundRow,
+        owner: str,
+        admitted: Admitted,
+        client_key: str,
+        launch: Launch,
+        at: datetime,
+    ) -> None:
+        """A pool's warm playground (`row`, read in `session`) becomes `owner`'s from `at`,
+        reached with `client_key`, metered from now: in the caller's transaction, which
+        counted and admitted the claim (pools.py)."""
+        row.owner, row.claimed_at, row.created_at, row.updated_at = owner, at, at, at
+        row.expires_at = at + timedelta(seconds=admitted.lifetime_s)
+        row.client_key = client_key
+        open_session(
+            session,
+            launch,
+            owner=owner,
+            plan=admitted.plan_name,
+            playground_id=row.id,
+            playground_name=row.name,
+            machines=len(row.machines),
+            started_at=at,
+            restart=False,
+        )
 
     def set_state(
         self, playground_id: str, state: PlaygroundState, end: EndReason | None = None
@@ -364,6 +412,7 @@ class Playgrounds:
         """Halt every machine; writable layers stay, `restart` brings them back."""
         await self.get(playground_id, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
+            self.adopt(playground_id)
             await self.driver.stop(playground_id)
             self.set_state(playground_id, PlaygroundState.STOPPED, EndReason.STOPPED)
         return await self.get(playground_id)
@@ -377,11 +426,12 @@ class Playgrounds:
         async with playground_lock(self.settings.locks_dir, playground_id):
             spec = self._spec(playground_id)
             self._restarting(playground_id, account_id)
+            self.adopt(playground_id)
             await self.driver.stop(playground_id)
             try:
                 async with asyncio.timeout(self.settings.start_timeout_s):
                     started = await self.driver.start(spec)
-                    self._record_started(playground_id, started.machines, started.saved_state)
+                    self._record_started(playground_id, started.machines, started.state)
                     await self._wait_ready(playground_id, [m.name for m in started.machines])
             except BaseException:
                 self.set_state(playground_id, PlaygroundState.FAILED, EndReason.FAILED)
@@ -470,15 +520,45 @@ class Playgrounds:
                     f"playground {playground_id} has no machine {name!r} "
                     f"(machines: {', '.join(machines)})"
                 )
-            found = machines[name]
-            if not found.address:
+            if not row.driver_state:
                 raise Conflict(f"playground {playground_id} is still starting")
-            return Target(
-                address=found.address,
-                port=found.ssh_port,
-                host_public_key=public_key_of(found.host_key),
-                client_private_key=row.client_key,
-            )
+            return self.machine_target(row, machines[name])
+
+    def machine_target(self, row: PlaygroundRow, machine: MachineRow) -> Target:
+        """How to SSH into `machine` of the playground in `row`, through the driver."""
+        self._adopt(row)
+        playground_id, name = row.id, machine.name
+
+        async def dial(timeout: float) -> socket.socket:
+            return await self.driver.dial(playground_id, name, 22, timeout)
+
+        return Target(
+            where=f"{name}.{playground_id}",
+            dial=dial,
+            host_public_key=public_key_of(machine.host_key),
+            client_private_key=row.client_key,
+        )
+
+    async def open_sshd(
+        self, playground_id: str, machine: str | None = None, owner: str | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw byte stream to a running machine's sshd, through the driver: for SSH run
+        elsewhere (the remote CLI's tunnel, `ssh-proxy` under OpenSSH)."""
+        playground = await self.get(playground_id, owner)
+        target = self.target(playground_id, machine, owner)
+        if playground.state != PlaygroundState.RUNNING:
+            raise Conflict(f"playground {playground_id} is {playground.state}, not running")
+        assert target.dial is not None
+        try:
+            async with asyncio.timeout(OPEN_SSHD_TIMEOUT_S):
+                sock = await target.dial(OPEN_SSHD_TIMEOUT_S)
+                return await asyncio.open_connection(sock=sock)
+        except (OSError, TimeoutError) as exc:
+            raise AccessFailure(
+                f"machine {target.where} does not answer SSH",
+                detail=f"{type(exc).__name__}: {exc}",
+                reason="sshd_unreachable",
+            ) from exc
 
     async def connect(
         self, playground_id: str, machine: str | None = None, owner: str | None = None

@@ -58,18 +58,19 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 
-from labyard.access import Connection, KeyPair, Target, generate_keypair, public_key_of
+from labyard.access import Connection, KeyPair, Target, connect, generate_keypair
 from labyard.errors import InvalidInput, LabyardError, NotFound
 from labyard.manifest import Manifest
 from labyard.services import claim_reset
 from labyard.services.catalog import Catalog
 from labyard.services.locks import playground_lock
-from labyard.services.playgrounds import Playground, Playgrounds, now, playground_of
+from labyard.services.playgrounds import Playgrounds, now, playground_of
 from labyard.services.start_queue import COLD_STARTS_AT_A_TIME, Queued, StartQueue, TicketState
 from labyard.services.tasks.content import find_item, manifest_for
-from labyard.services.usage import Launch, open_session
-from labyard.store import EndReason, MachineRow, PlaygroundRow, PlaygroundState
+from labyard.services.usage import Launch
+from labyard.store import PlaygroundRow
 from labyard.store.models import PoolRow
+from labyard.types import EndReason, Playground, PlaygroundState
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +310,7 @@ class Pools:
     async def _hold(self, playground: Playground) -> None:
         try:
             targets = [self.playgrounds.target(playground.id, m.name) for m in playground.machines]
-            self._held[playground.id] = list(
-                await asyncio.gather(*map(claim_reset.open_connection, targets))
-            )
+            self._held[playground.id] = list(await asyncio.gather(*map(connect, targets)))
         except LabyardError as exc:  # the claim connects then
             log.info("holding a connection to warm %s failed: %s", playground.id, exc)
 
@@ -434,20 +433,9 @@ class Pools:
                 ).first()
                 if row is None:
                     raise _Undo
-                targets = [_target(m, row.client_key) for m in row.machines]
-                row.owner, row.claimed_at, row.created_at, row.updated_at = owner, at, at, at
-                row.expires_at = at + timedelta(seconds=admitted.lifetime_s)
-                row.client_key = client.private_openssh
-                open_session(
-                    session,
-                    launch,
-                    owner=owner,
-                    plan=admitted.plan_name,
-                    playground_id=row.id,
-                    playground_name=row.name,
-                    machines=len(row.machines),
-                    started_at=at,
-                    restart=False,
+                targets = [self.playgrounds.machine_target(row, m) for m in row.machines]
+                self.playgrounds.hand_over(
+                    session, row, owner, admitted, client.private_openssh, launch, at
                 )
                 # From the row alone: it was running a moment ago; asking the driver
                 # would cost the learner a runc call.
@@ -567,10 +555,6 @@ class Pools:
                 raise _Undo  # admitted: undo the start lock's bump
         except _Undo:
             return
-
-
-def _target(machine: MachineRow, client_key: str) -> Target:
-    return Target(machine.address, machine.ssh_port, public_key_of(machine.host_key), client_key)
 
 
 def _owner(user: User) -> str:

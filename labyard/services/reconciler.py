@@ -3,7 +3,9 @@
 The database says what should exist; the driver says what does. One round:
 1. playgrounds past their lifetime are destroyed;
 2. playgrounds left `starting` by a process that died are rolled back;
-3. `running` playgrounds whose machines are gone (host reboot, crash) become `stopped`;
+3. `running` playgrounds whose machines are gone (host reboot, crash) become `stopped`, and
+   those with a machine that `failed` become `failed` (the machine is left for its user to
+   see why, then restart or destroy);
 4. anything on the host that no playground owns is removed;
 5. warm playgrounds (pools.py) whose pool is gone (released, or a release that died half
    way) or that no longer run (a host reboot stopped them) are destroyed: nobody can claim
@@ -33,8 +35,9 @@ from labyard.errors import LabyardError
 from labyard.runtime import MachineState
 from labyard.services.locks import try_lock
 from labyard.services.playgrounds import Playgrounds, aware, now
-from labyard.store import PlaygroundRow, PlaygroundState
+from labyard.store import PlaygroundRow
 from labyard.store.models import PoolRow
+from labyard.types import PlaygroundState
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Report:
     expired: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
     marked_stopped: list[str] = field(default_factory=list)
+    marked_failed: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     pool_leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -59,6 +63,7 @@ class Report:
             self.expired
             or self.abandoned
             or self.marked_stopped
+            or self.marked_failed
             or self.orphans
             or self.pool_leftovers
         )
@@ -107,8 +112,11 @@ async def _one(
         # Only a dead starter leaves the lock free while the row still says starting.
         await _locked(playgrounds, playground_id, report.abandoned, _destroy)
     elif state == PlaygroundState.RUNNING:
-        machines = await playgrounds.driver.status(playground_id)
-        if not machines or any(s != MachineState.RUNNING for s in machines.values()):
+        playgrounds.adopt(playground_id)
+        states = {s.state for s in (await playgrounds.driver.status(playground_id)).values()}
+        if MachineState.FAILED in states:
+            await _locked(playgrounds, playground_id, report.marked_failed, _mark_failed)
+        elif not states or not states <= {MachineState.RUNNING, MachineState.PENDING}:
             await _locked(playgrounds, playground_id, report.marked_stopped, _mark_stopped)
 
 
@@ -119,6 +127,10 @@ async def _destroy(playgrounds: Playgrounds, playground_id: str) -> None:
 
 async def _destroy_orphan(playgrounds: Playgrounds, playground_id: str) -> None:
     await playgrounds.driver.destroy(playground_id)
+
+
+async def _mark_failed(playgrounds: Playgrounds, playground_id: str) -> None:
+    playgrounds.set_state(playground_id, PlaygroundState.FAILED)
 
 
 async def _mark_stopped(playgrounds: Playgrounds, playground_id: str) -> None:

@@ -8,16 +8,15 @@ catalog under NAME. How many an account keeps is its plan's `saved_playgrounds` 
 operator's local CLI, with no account, is not limited).
 
 Fork (`labyard playground fork ID`) starts a copy of a running or stopped playground. A
-running one is frozen while its layers are read (runtime/snapshot.py), so the copy is
-consistent the way a power cut is, and the original runs on unchanged. A fork's images are
-removed once the fork is gone (`prune`, at every save and fork).
+running one is held still while its layers are read (the driver's `Snapshots` capability),
+so the copy is consistent the way a power cut is, and the original runs on unchanged. A
+fork's images are removed once the fork is gone (`prune`, at every save and fork).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,18 +27,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labyard.errors import Conflict, InvalidInput, LimitExceeded, NotFound
-from labyard.images import Image, find_image, remove_image
-from labyard.images.saving import image_from_layer
-from labyard.images.store import image_dir_of
 from labyard.manifest import Manifest
-from labyard.runtime.snapshot import machine_layers
+from labyard.runtime.capabilities import Snapshots, lacks
 from labyard.services.entitlements import effective_plan
 from labyard.services.locks import playground_lock
 from labyard.services.plans import PlanBook
-from labyard.services.playgrounds import Playground, Playgrounds
+from labyard.services.playgrounds import Playgrounds
 from labyard.services.usage import Launch
-from labyard.store import PlaygroundRow, PlaygroundState
+from labyard.store import PlaygroundRow
 from labyard.store.models import SavedPlaygroundRow
+from labyard.types import Playground, PlaygroundState
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 SAVED, FORK = "saved", "fork"
@@ -85,7 +82,12 @@ class SavedPlaygrounds:
         self.playgrounds = playgrounds
         self.plans = plans
         self.db = playgrounds.db
-        self.images_dir = playgrounds.settings.images_dir
+
+    def _snapshots(self) -> Snapshots:
+        driver = self.playgrounds.driver
+        if not isinstance(driver, Snapshots):
+            raise lacks(driver, "save or fork playgrounds")
+        return driver
 
     # -- reading -------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class SavedPlaygrounds:
     ) -> SavedPlayground:
         """Save a stopped playground of `owner` (None: anyone's, the operator) as `name`."""
         found = await self.playgrounds.get(playground_id, owner)  # someone else's: 404 first
+        self._snapshots()
         if not NAME.match(name):
             raise InvalidInput(
                 f"saved playground name {name!r}: lower-case letters, digits and '-', "
@@ -162,12 +165,16 @@ class SavedPlaygrounds:
         self, playground: Playground, kind: str, name: str, title: str, running: bool
     ) -> SavedPlaygroundRow:
         manifest = self.playgrounds.manifest_of(playground.id)
-        bases = self._bases(playground.id, manifest)
         save_id = secrets.token_hex(4)
-        locks = self.playgrounds.settings.locks_dir
-        async with playground_lock(locks, playground.id):
-            images = await asyncio.to_thread(
-                self._save_images, playground, manifest, bases, kind, save_id, running
+        images = [f"{kind}-{save_id}-{i}" for i in range(len(manifest.machines))]
+        async with playground_lock(self.playgrounds.settings.locks_dir, playground.id):
+            self.playgrounds.adopt(playground.id)
+            await self._snapshots().save_images(
+                playground.id,
+                {m.name: image for m, image in zip(manifest.machines, images, strict=True)},
+                running=running,
+                owner=playground.owner,
+                description=f"playground {playground.id}",
             )
         machines = [
             m.model_copy(update={"image": image})
@@ -189,51 +196,6 @@ class SavedPlaygrounds:
             session.add(row)
         return row
 
-    def _bases(self, playground_id: str, manifest: Manifest) -> dict[str, Image]:
-        """Machine -> the exact image it runs on (not a newer build of the name)."""
-        with self.db.session() as session:
-            row = session.get(PlaygroundRow, playground_id)
-            state = (row.driver_state if row is not None else None) or {}
-        built = {m["name"]: m.get("image", "") for m in state.get("machines", [])}
-        bases = {}
-        for machine in manifest.machines:
-            path = image_dir_of(self.images_dir, built.get(machine.name, ""))
-            bases[machine.name] = path or find_image(self.images_dir, machine.image)
-        return bases
-
-    def _save_images(
-        self,
-        playground: Playground,
-        manifest: Manifest,
-        bases: dict[str, Image],
-        kind: str,
-        save_id: str,
-        running: bool,
-    ) -> builtins.list[str]:
-        names = [m.name for m in manifest.machines]
-        made: builtins.list[str] = []
-        try:
-            with machine_layers(self.playgrounds.driver, playground.id, names, running) as layers:
-                for index, machine in enumerate(manifest.machines):
-                    image = f"{kind}-{save_id}-{index}"
-                    upper, id_start = layers[machine.name]
-                    image_from_layer(
-                        self.images_dir,
-                        image,
-                        bases[machine.name],
-                        upper,
-                        id_start,
-                        owner=playground.owner,
-                        origin="saved",
-                        description=f"machine {machine.name} of playground {playground.id}",
-                    )
-                    made.append(image)
-        except BaseException:
-            for image in made:
-                remove_image(self.images_dir, image)  # nothing half-saved is left
-            raise
-        return made
-
     # -- start, fork, remove -------------------------------------------------------------
 
     async def start(
@@ -250,6 +212,7 @@ class SavedPlaygrounds:
     ) -> Playground:
         """Start a copy of a running or stopped playground (see the module docstring)."""
         found = await self.playgrounds.get(playground_id, owner)
+        self._snapshots()
         if found.state not in (PlaygroundState.RUNNING, PlaygroundState.STOPPED):
             raise Conflict(f"playground {playground_id} is {found.state}; wait until it runs")
         await asyncio.to_thread(self.prune)
@@ -283,9 +246,8 @@ class SavedPlaygrounds:
             row = session.get(SavedPlaygroundRow, row_id)
             if row is None:
                 return
-            for image in row.images:
-                with contextlib.suppress(NotFound):  # removed by hand already
-                    remove_image(self.images_dir, image)
+            if row.images:
+                self._snapshots().remove_images(list(row.images))
             session.delete(row)
 
     def prune(self) -> builtins.list[str]:

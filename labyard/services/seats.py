@@ -21,7 +21,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from labyard.services.entitlements import Entitlements
-from labyard.store import EntitlementKind, EntitlementRow, SeatBlockRow, TeamMemberRow, TeamRow
+from labyard.store import EntitlementRow, SeatBlockRow, TeamMemberRow, TeamRow
+from labyard.types import EntitlementKind
 
 
 def lock_team(session: Session, team_id: str, code: str | None = None) -> bool:

@@ -43,15 +43,8 @@ from labyard.services.team_views import (
     seat_of,
     seats_now,
 )
-from labyard.store import (
-    Database,
-    OrderRow,
-    Role,
-    SeatBlockRow,
-    TeamMemberRow,
-    TeamRow,
-    UserRow,
-)
+from labyard.store import Database, OrderRow, SeatBlockRow, TeamMemberRow, TeamRow, UserRow
+from labyard.types import Role
 
 __all__ = [
     "Invitation",

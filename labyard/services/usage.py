@@ -25,15 +25,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from labyard.store import (
-    Database,
-    EndReason,
-    LaunchedBy,
-    PlaygroundDayRow,
-    Role,
-    UsageDayRow,
-    UsageSessionRow,
-)
+from labyard.store import Database, PlaygroundDayRow, UsageDayRow, UsageSessionRow
+from labyard.types import EndReason, LaunchedBy, Role
 
 DAY = timedelta(days=1)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,6 +19,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from labyard.types import (
+    Role,
+)
 
 
 class Base(DeclarativeBase):
@@ -45,14 +48,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class PlaygroundState(enum.StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    """Its machines vanished under it (host reboot, crash): stop or destroy it."""
 
 
 class PlaygroundRow(Base):
@@ -99,16 +94,6 @@ class MachineRow(Base):
     playground: Mapped[PlaygroundRow] = relationship(back_populates="machines")
 
 
-class Role(enum.StrEnum):
-    LEARNER = "learner"
-    AUTHOR = "author"
-    ADMIN = "admin"
-    INSTRUCTOR = "instructor"
-    """Runs classes (services/classes.py); admins may do everything an instructor may."""
-    GUEST = "guest"
-    """A class's guest: no password, starts nothing but its class's content, deleted with it."""
-
-
 class UserRow(Base):
     __tablename__ = "users"
 
@@ -145,27 +130,6 @@ class ShareRow(Base):
     machine: Mapped[str] = mapped_column(String(64))
     port: Mapped[int] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class AttemptState(enum.StrEnum):
-    ACTIVE = "active"
-    SOLVED = "solved"
-    FAILED = "failed"
-    """A failcheck said the attempt cannot succeed any more; the learner starts over."""
-    ENDED = "ended"
-    """Given up, or its playground went away before it was solved."""
-
-
-class TaskState(enum.StrEnum):
-    """iximiuz's task status codes, so existing content and clients read them unchanged."""
-
-    CREATED = "created"
-    BLOCKED = "blocked"
-    """A task it `needs` is not completed yet."""
-    RUNNING = "running"
-    """Its check is looped in the machine."""
-    FAILED = "failed"
-    COMPLETED = "completed"
 
 
 class AttemptRow(Base):
@@ -217,18 +181,6 @@ class TaskResultRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class EntitlementKind(enum.StrEnum):
-    SUBSCRIPTION = "subscription"
-    LIFETIME = "lifetime"
-    TRIAL = "trial"
-    SEAT = "seat"
-    """A team's seat: the seat's plan for the seat's dates."""
-    EARNED = "earned"
-    """Solving challenges (plans.yaml `earned`)."""
-    MANUAL = "manual"
-    """Set by an admin (`admin create-user --plan`, `Accounts.set_plan`)."""
-
-
 class EntitlementRow(Base):
     """One grant of a plan to an account, for a time. The account's plan is the best one in
     force (see services/entitlements.py); rows are revoked, never deleted."""
@@ -249,28 +201,6 @@ class EntitlementRow(Base):
     """None: no end."""
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class LaunchedBy(enum.StrEnum):
-    FREE_PLAY = "free-play"
-    CHALLENGE = "challenge"
-    TUTORIAL = "tutorial"
-    COURSE = "course"
-    """A course's lesson."""
-    CLASS = "class"
-    """A training or class an instructor runs."""
-
-
-class EndReason(enum.StrEnum):
-    STOPPED = "stopped"
-    DESTROYED = "destroyed"
-    EXPIRED = "expired"
-    CRASHED = "crashed"
-    """Its machines went away while it ran (host reboot, crash), seen by the reconciler."""
-    RECONCILED = "reconciled"
-    """Removed by the reconciler for another reason (a start whose process died)."""
-    FAILED = "failed"
-    """The start (or restart) failed and was rolled back."""
 
 
 class UsageSessionRow(Base):
@@ -368,22 +298,6 @@ class StartLockRow(Base):
 
     owner: Mapped[str] = mapped_column(String(200), primary_key=True)
     starts: Mapped[int] = mapped_column(default=0)
-
-
-class OrderKind(enum.StrEnum):
-    SUBSCRIPTION = "subscription"
-    LIFETIME = "lifetime"
-    SEATS = "seats"
-    """A team's seats (issue 8 part 4 hands them out); a subscription with a quantity."""
-
-
-class OrderStatus(enum.StrEnum):
-    PENDING = "pending"
-    """Created, not paid yet (the manual provider: awaiting payment)."""
-    PAID = "paid"
-    FAILED = "failed"
-    REFUNDED = "refunded"
-    CANCELLED = "cancelled"
 
 
 class OrderRow(Base):
@@ -587,12 +501,6 @@ class BillingProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class InvoiceKind(enum.StrEnum):
-    INVOICE = "invoice"
-    CREDIT_NOTE = "credit_note"
-    """A refund's: the invoice it credits, negated."""
-
-
 class InvoiceCounterRow(Base):
     """The last number taken in a series (invoices, credit notes) in a year. A number is
     taken by one `INSERT ... ON CONFLICT DO UPDATE SET last = last + 1 RETURNING last` in
@@ -674,15 +582,6 @@ class PromoCodeRow(Base):
     )
     """The admin who made it (None: the operator's local CLI)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class RedemptionStatus(enum.StrEnum):
-    RESERVED = "reserved"
-    """Taken at checkout; the order is not paid yet."""
-    REDEEMED = "redeemed"
-    """The order was paid."""
-    RELEASED = "released"
-    """The order was cancelled or failed before payment: the code's use was given back."""
 
 
 class PromoRedemptionRow(Base):

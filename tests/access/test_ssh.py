@@ -14,6 +14,7 @@ import pytest
 
 from labyard.access import (
     Connection,
+    Dial,
     KeyPair,
     PtySession,
     Target,
@@ -121,8 +122,27 @@ async def sshd(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         await server.stop()
 
 
+def dial_to(port: int) -> Dial:
+    """A driver's `dial`, reduced to its essence: a TCP connect to a local port."""
+
+    async def dial(timeout: float) -> socket.socket:
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    return dial
+
+
 def target_for(port: int, keys: Keys) -> Target:
-    return Target("127.0.0.1", port, keys.host.public_openssh, keys.client.private_openssh)
+    return Target(
+        f"machine.{port}", dial_to(port), keys.host.public_openssh, keys.client.private_openssh
+    )
 
 
 @pytest.fixture
@@ -182,7 +202,7 @@ async def test_run_timeout_raises_and_kills_the_remote_commands(conn: Connection
     with pytest.raises(CommandTimeout) as info:
         await conn.run("sleep 317; true", timeout=0.3)
     assert loop.time() - started < 2.0
-    assert "127.0.0.1" in str(info.value)
+    assert "machine." in str(info.value)
     assert info.value.__cause__ is not None
     async with asyncio.timeout(WAIT_S):
         while "sleep 317" in (await conn.run("ps -eo args")).stdout.splitlines():
@@ -200,12 +220,12 @@ async def test_utf8_round_trips_through_run(conn: Connection) -> None:
 
 
 async def test_wrong_host_key_is_refused(sshd: Sshd, keys: Keys) -> None:
-    impostor = Target("127.0.0.1", sshd.port, generate_keypair().public_openssh,
-                      keys.client.private_openssh)  # fmt: skip
+    impostor = Target(f"machine.{sshd.port}", dial_to(sshd.port),
+                      generate_keypair().public_openssh, keys.client.private_openssh)  # fmt: skip
     with pytest.raises(AccessFailure) as info:
         await connect(impostor)
     assert info.value.reason == "host_key_mismatch"
-    assert f"127.0.0.1:{sshd.port}" in str(info.value)
+    assert f"machine.{sshd.port}" in str(info.value)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(AccessFailure, match="host key"):
@@ -214,7 +234,7 @@ async def test_wrong_host_key_is_refused(sshd: Sshd, keys: Keys) -> None:
 
 
 async def test_wrong_client_key_is_refused(sshd: Sshd, keys: Keys) -> None:
-    stranger = Target("127.0.0.1", sshd.port, keys.host.public_openssh,
+    stranger = Target(f"machine.{sshd.port}", dial_to(sshd.port), keys.host.public_openssh,
                       generate_keypair().private_openssh)  # fmt: skip
     with pytest.raises(AccessFailure) as info:
         await connect(stranger)
@@ -260,7 +280,7 @@ async def test_wait_until_ready_gives_up_at_the_deadline(keys: Keys) -> None:
     elapsed = loop.time() - started
     assert 0.4 <= elapsed < 1.5
     assert info.value.reason == "not_ready"
-    assert "127.0.0.1" in str(info.value)
+    assert "machine." in str(info.value)
 
 
 # --- terminals -----------------------------------------------------------------------

@@ -11,14 +11,8 @@ from typing import Any
 
 from labyard.services import Labyard
 from labyard.services.usage import close_sessions
-from labyard.store import (
-    AttemptRow,
-    EndReason,
-    EntitlementRow,
-    OrderRow,
-    SubscriptionRow,
-    UsageSessionRow,
-)
+from labyard.store import AttemptRow, EntitlementRow, OrderRow, SubscriptionRow, UsageSessionRow
+from labyard.types import EndReason
 
 FROM, TO = "2025-03-01", "2025-03-10"
 NOW = datetime(2025, 3, 20, tzinfo=UTC)

@@ -1,7 +1,8 @@
 """A real labyard server for HTTP, WebSocket and browser tests.
 
 `server` runs `labyard serve` in a subprocess on a free port with its own data dir (and the
-host's built images), and destroys every playground it started when the session ends.
+host's built images), and destroys every playground it started when the session ends;
+`fake_server` is the same on the fake driver, for tests that are not about machines.
 `server.signup()` gives a signed-in `Account` (cookies + CSRF header, like the web UI);
 `account.start("linux")` starts a playground through the API. `browser` is Debian's
 chromium driven by Playwright (headless); `browser_sign_up(page, server)` signs up through
@@ -131,12 +132,17 @@ async def _destroy_everything(settings: Settings) -> None:
         labyard.close()
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def _serve(driver: str) -> Iterator[Server]:
+    """`labyard serve` on a free port, its own data dir, the runtime `driver`."""
     data_dir = Path(tempfile.mkdtemp(prefix="labyard-web-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LABYARD_DATA_DIR": str(data_dir), "LABYARD_IMAGES_DIR": str(IMAGES_DIR)}
+    env = {
+        **os.environ,
+        "LABYARD_DATA_DIR": str(data_dir),
+        "LABYARD_IMAGES_DIR": str(IMAGES_DIR),
+        "LABYARD_DRIVER": driver,
+    }
     env.pop("LABYARD_DATABASE_URL", None)
     log = data_dir / "server.log"
     with log.open("wb") as out:
@@ -160,6 +166,7 @@ def server() -> Iterator[Server]:
             data_dir=data_dir,
             images_dir=IMAGES_DIR,
             database_url=f"sqlite:///{data_dir}/labyard.db",
+            driver=driver,
         )
         asyncio.run(_destroy_everything(settings))
         subprocess.run(
@@ -168,6 +175,20 @@ def server() -> Iterator[Server]:
             check=False,
         )
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """A server whose machines are real (the local driver): for what is about machines."""
+    yield from _serve("local")
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[Server]:
+    """A server on the fake driver (machines that are processes answering real SSH): for
+    what is about the API, the CLI and the services, not about machines; starts in a
+    fraction of a second."""
+    yield from _serve("fake")
 
 
 @pytest.fixture(scope="module")

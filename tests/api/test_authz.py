@@ -1,9 +1,10 @@
 """Who may do what: every playground endpoint, HTTP and WebSocket, is the owner's alone.
 
-User A starts a real `linux` playground through the API; user B then tries every endpoint
-with A's playground id (taken from the OpenAPI spec and the app's routes, so a new endpoint
-is covered without editing this file) and must get 404, exactly as for a playground that
-does not exist, while A's playground stays as it was. Every order endpoint likewise: B gets
+User A starts a `linux` playground through the API (on the fake driver: its machine is a
+process answering real SSH); user B then tries every endpoint with A's playground id (taken
+from the OpenAPI spec and the app's routes, so a new endpoint is covered without editing
+this file) and must get 404, exactly as for a playground that does not exist, while A's
+playground stays as it was. Every order endpoint likewise: B gets
 404 for A's order (403 under /api/admin, whatever the id). Every team endpoint and page: a
 stranger gets 404, a member may read the team but gets 403 for what only its admins do.
 Every class endpoint and page likewise: a stranger or another instructor gets 404, a
@@ -170,6 +171,13 @@ async def exec_as_a(app: FastAPI, world: World, command: str) -> dict[str, Any]:
 
 
 # -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labyard(fake_labyard: Labyard) -> Labyard:
+    """Who may do what is the services' and the API's business, not the machines': the
+    fake driver runs these playgrounds (processes answering real SSH)."""
+    return fake_labyard
 
 
 @pytest.fixture(scope="module")

@@ -219,6 +219,18 @@ def test_nothing_listening_is_502(server: Server, lab: Lab) -> None:
     assert "port 9" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("port", ["80.0", "+8080", "080", "0", "65536", "9" * 30, "http"])
+def test_a_port_that_is_no_port_is_404_with_a_reason(server: Server, lab: Lab, port: str) -> None:
+    url = f"{server.url}/p/{lab.playground_id}/linux/{port}/"
+    response = httpx.get(url, headers=lab.bearer, timeout=30)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["reason"] == "bad_port" and "is not a TCP port (1-65535)" in error["message"]
+    # The same request with the port written as a port reaches it.
+    control = httpx.get(server.url + lab.path(LISTING_PORT), headers=lab.bearer, timeout=30)
+    assert control.status_code == 200
+
+
 def test_websocket_passes_through(server: Server, lab: Lab) -> None:
     url = server.ws_url + lab.path(ECHO_PORT, "chat?room=1")
     with connect(url, additional_headers=lab.bearer, open_timeout=WS_TIMEOUT_S) as ws:

@@ -1,5 +1,7 @@
-"""The remote CLI end to end: the real `labyard` command against a live server (`server`),
-SSH through the server's WebSocket tunnel, and plain OpenSSH via `labyard ssh-proxy`.
+"""The remote CLI end to end: the real `labyard` command against a live server, SSH through
+the server's WebSocket tunnel, and plain OpenSSH via `labyard ssh-proxy`. What is tested is
+the CLI, the tunnel and the server, not machines: the server runs the fake driver, whose
+machines are processes answering real SSH (the tunnel dials them through the driver).
 
 Tests run in file order on one playground of one account (the free plan runs one at a
 time); the last ones stop, restart and destroy it, and sign out.
@@ -69,6 +71,11 @@ def signed_in(server: Server, tmp: Path) -> Cli:
     assert result.returncode == 0, result.stderr
     assert account.email in result.stderr
     return cli
+
+
+@pytest.fixture(scope="module")
+def server(fake_server: Server) -> Server:
+    return fake_server
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +186,7 @@ def _read_line(process: subprocess.Popen[str], deadline_s: float) -> str:
 def test_port_forward(alice: Cli, playground: dict[str, Any]) -> None:
     pid = playground["id"]
     command = "mkdir -p /srv/www && echo forwarded > /srv/www/index.html && "
-    command += "systemd-run --unit fwd python3 -m http.server 8000 --directory /srv/www"
+    command += "(setsid python3 -m http.server 8000 --directory /srv/www >/dev/null 2>&1 &)"
     assert alice("exec", pid, "--", command).returncode == 0
     _wait_listening(alice, pid, 8000)
     process = subprocess.Popen(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from labyard.api.app import create_app
 from labyard.services import Labyard, User
-from labyard.settings import Settings
+from labyard.settings import BillingSettings, Settings
 from labyard.store import BillingEventRow
 from tests.billing.stand_in import (
     SECRET_KEY,
@@ -82,9 +82,11 @@ def _shop(database_url: str, tmp_path: Path, stripe: StandIn | None) -> Shop:
         data_dir=tmp_path / "data",
         images_dir=IMAGES_DIR,
         database_url=database_url,
-        stripe_secret_key=SECRET_KEY if stripe else "",
-        stripe_webhook_secret=WEBHOOK_SECRET if stripe else "",
-        stripe_api_base=stripe.url if stripe else "",
+        billing=BillingSettings(
+            stripe_secret_key=SECRET_KEY if stripe else "",
+            stripe_webhook_secret=WEBHOOK_SECRET if stripe else "",
+            stripe_api_base=stripe.url if stripe else "",
+        ),
     )
     labyard = Labyard(settings)
     return Shop(labyard, create_app(labyard, reconcile_interval_s=None), stripe)

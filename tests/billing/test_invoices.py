@@ -24,7 +24,7 @@ from labyard.api.app import create_app
 from labyard.errors import InvalidInput
 from labyard.services import Labyard
 from labyard.services.billing import invoice_numbers
-from labyard.settings import Settings
+from labyard.settings import BillingSettings, Settings
 from labyard.store import BillingEventRow, InvoiceCounterRow, InvoiceRow
 from tests.billing.conftest import Shop
 from tests.billing.stand_in import (
@@ -57,11 +57,13 @@ def _books(database_url: str, tmp_path: Path, stripe: StandIn | None, rate: int)
         data_dir=tmp_path / "data",
         images_dir=IMAGES_DIR,
         database_url=database_url,
-        stripe_secret_key=SECRET_KEY if stripe else "",
-        stripe_webhook_secret=WEBHOOK_SECRET if stripe else "",
-        stripe_api_base=stripe.url if stripe else "",
-        tax_rate_percent=Decimal(rate),
-        **SELLER,
+        billing=BillingSettings(
+            stripe_secret_key=SECRET_KEY if stripe else "",
+            stripe_webhook_secret=WEBHOOK_SECRET if stripe else "",
+            stripe_api_base=stripe.url if stripe else "",
+            tax_rate_percent=Decimal(rate),
+            **SELLER,
+        ),
     )
     labyard = Labyard(settings)
     return Shop(labyard, create_app(labyard, reconcile_interval_s=None), stripe)
@@ -635,10 +637,13 @@ def test_seller_and_tax_settings_come_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("LABYARD_SELLER_VAT_ID", "IE1234567T")
     monkeypatch.setenv("LABYARD_TAX_RATE_PERCENT", "7.7")
     settings = Settings.from_env()
-    assert settings.seller_name == "Labyard Ltd"
-    assert settings.seller_address == "1 Main Street\nDublin 2\nIreland"
-    assert (settings.seller_vat_id, settings.tax_rate_percent) == ("IE1234567T", Decimal("7.7"))
-    assert settings.tax_label == "VAT"
+    assert settings.billing.seller_name == "Labyard Ltd"
+    assert settings.billing.seller_address == "1 Main Street\nDublin 2\nIreland"
+    assert (settings.billing.seller_vat_id, settings.billing.tax_rate_percent) == (
+        "IE1234567T",
+        Decimal("7.7"),
+    )
+    assert settings.billing.tax_label == "VAT"
     for wrong in ("abc", "-1", "100", "NaN"):
         monkeypatch.setenv("LABYARD_TAX_RATE_PERCENT", wrong)
         with pytest.raises(InvalidInput, match="LABYARD_TAX_RATE_PERCENT"):

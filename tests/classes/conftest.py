@@ -56,10 +56,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def room(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Room]:
-    world = make_world(database_url, tmp_path, monkeypatch)
+async def room(database_url: str, tmp_path: Path) -> AsyncIterator[Room]:
+    world = make_world(database_url, tmp_path)
     catalog = Catalog(None)
     attempts = Attempts(world.playgrounds, catalog)
     pools = Pools(world.playgrounds, catalog)
@@ -68,4 +66,5 @@ async def room(
     yield Room(world, classes, class_room, ClassResults(class_room), pools)
     await pools.close()
     await attempts.shutdown()
+    world.driver.end_all()
     world.close()

@@ -25,7 +25,7 @@ from labyard.api.app import create_app
 from labyard.services import Labyard
 from labyard.services.class_starts import pool_key
 from labyard.settings import Settings
-from labyard.store import LaunchedBy
+from labyard.types import LaunchedBy
 from tests.api.learn_server import FIXTURE
 from tests.api.test_authz import Account, api, make_account
 from tests.conftest import IMAGES_DIR, dismantle

@@ -16,7 +16,8 @@ from labyard.errors import Conflict, Forbidden, InvalidInput, ManifestError, Not
 from labyard.services.class_spec import parse_class_text, read_class_file
 from labyard.services.class_starts import Queued, Started, pool_key
 from labyard.services.codes import ALPHABET
-from labyard.store import LaunchedBy, Role, UsageSessionRow, UserRow
+from labyard.store import UsageSessionRow, UserRow
+from labyard.types import LaunchedBy, Role
 from tests.classes.conftest import Room
 from tests.services.fake_driver import LINUX
 

@@ -3,6 +3,7 @@ port forwarding and a shell over a pipe, run as a real subprocess."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -253,6 +254,28 @@ def test_unknown_playground_id(settings: Settings) -> None:
         assert result.returncode == 3, (args, result.stderr)
         assert result.stderr.startswith("labyard:"), (args, result.stderr)
         assert "zzzzzzzz" in result.stderr
+
+
+def test_an_os_error_from_the_runtime_is_one_line_exit_5(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An OSError nothing translated (here the local driver cannot make its playgrounds
+    directory: a file is in the way) is a runtime failure: one `labyard:` line naming it,
+    exit 5, no traceback. The control: the same data dir without the file lists fine."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    in_the_way = data_dir / "playgrounds"
+    in_the_way.write_text("")
+    instance = dataclasses.replace(settings, data_dir=data_dir)  # run_cli needs nothing else
+
+    result = run_cli(instance, "playground", "list")
+    shown = f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert (result.returncode, result.stdout) == (5, ""), shown
+    assert result.stderr.startswith("labyard: "), shown
+    assert str(in_the_way) in result.stderr and len(result.stderr.splitlines()) == 1, shown
+
+    in_the_way.unlink()
+    assert run_cli(instance, "playground", "list").returncode == 0
 
 
 def test_image_list_json(settings: Settings) -> None:

@@ -28,8 +28,9 @@ from labyard.services.tasks.content import find_item
 from labyard.services.tasks.records import AttemptRecord, TaskRecord
 from labyard.services.tasks.spec import spec_of
 from labyard.settings import Settings
-from labyard.store import Database, TaskState, UserRow
+from labyard.store import Database, UserRow
 from labyard.store.models import LtiIdentityRow
+from labyard.types import TaskState
 from tests.api.learn_server import FIXTURE
 from tests.conftest import IMAGES_DIR, run_cli
 from tests.store.databases import KINDS, fresh_database_url

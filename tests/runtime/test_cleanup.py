@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -23,8 +24,10 @@ import labyard.services.playgrounds as playgrounds_service
 from labyard.errors import LabyardError
 from labyard.manifest import Manifest, manifest_from_text
 from labyard.runtime import new_playground_id
+from labyard.runtime.local import userns
 from labyard.runtime.local.names import USERNS_DIR, netns_prefix, nft_table
 from labyard.services import Labyard
+from labyard.services.reconciler import reconcile
 from labyard.settings import Settings
 from tests.conftest import Starter
 
@@ -133,7 +136,7 @@ def _userns(settings: Settings, playground_id: str) -> list[str]:
 
 def _id_ranges(settings: Settings, playground_id: str) -> list[str]:
     """Host id ranges still allocated to the playground's machines."""
-    directory = settings.id_ranges_dir
+    directory = settings.local.id_ranges_dir
     if not directory.exists():
         return []
     mine = f"@{settings.instance}:{playground_id}:"  # files are <start>@<owner, / as :>
@@ -300,3 +303,118 @@ async def test_concurrent_starts_and_destroys(
         await assert_nothing_left(settings, playground_id, [subnet])
     remaining = {p.id for p in await labyard.playgrounds.list()}
     assert remaining.isdisjoint(subnets)
+
+
+# -- destroy finishes while something on the host holds the playground's mounts -------------
+
+MACHINE_KINDS = {"runc", "process", "cgroup", "link", "nft", "mount"}
+"""What a destroy removes at once whatever holds the playground's namespaces and mounts."""
+
+
+async def assert_destroyed_at_once(
+    labyard: Labyard, settings: Settings, playground_id: str, subnets: list[str]
+) -> None:
+    """The row is gone as soon as destroy returns; no machine is left running."""
+    assert playground_id not in [p.id for p in await labyard.playgrounds.list()]
+    left: dict[str, list[str]] = {}
+
+    async def machines_gone() -> bool:
+        nonlocal left
+        found = await asyncio.to_thread(host_resources, settings, playground_id, subnets)
+        left = {kind: items for kind, items in found.items() if kind in MACHINE_KINDS}
+        return not left
+
+    try:
+        await wait_for(f"the machines of {playground_id} to be gone", machines_gone)
+    except pytest.fail.Exception:
+        pytest.fail(f"playground {playground_id} left machines behind: {left}")
+
+
+def _mount_points(mountinfo: Path) -> list[str]:
+    return [line.split()[4] for line in mountinfo.read_text().splitlines()]
+
+
+async def test_destroy_finishes_while_another_mount_namespace_holds_copies(
+    labyard: Labyard, settings: Settings, start: Starter
+) -> None:
+    """A process that unshared its mount namespace while the playground ran (a service with
+    PrivateTmp=, `unshare -m`) holds copies of its mounts: destroy returns, the row is gone
+    at once, no machine is left; once the holder is gone, a reconcile round leaves nothing
+    of the playground on the host. The control, no holder: test_destroy_leaves_nothing_behind.
+    """
+    playground = await start("linux")
+    subnets = [bridge_subnet(playground.id)]
+    directory = str(settings.playgrounds_dir / playground.id)
+    netns = f"{NETNS_DIR.resolve()}/{netns_prefix(settings.instance)}{playground.id}-"
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+
+    async def holds_copies() -> bool:  # its disk and its network namespace, at least
+        points = _mount_points(Path(f"/proc/{holder.pid}/mountinfo"))
+        on_disk = any(p.startswith(f"{directory}/") for p in points)
+        return on_disk and any(p.startswith(netns) for p in points)
+
+    try:
+        await wait_for("the holder to hold copies of the playground's mounts", holds_copies)
+        await labyard.playgrounds.destroy(playground.id)
+        await assert_destroyed_at_once(labyard, settings, playground.id, subnets)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    await reconcile(labyard.playgrounds)
+    await assert_nothing_left(settings, playground.id, subnets)
+    assert playground.id not in await labyard.driver.list()
+
+
+def _binds_on(directory: Path) -> int:
+    """How many mounts sit on `directory` itself (what `ip netns add` may bind there)."""
+    return _mount_points(Path("/proc/self/mountinfo")).count(str(directory.resolve()))
+
+
+def _ip_netns(*args: str) -> None:
+    subprocess.run(["ip", "netns", *args], capture_output=True, check=True)
+
+
+async def test_destroy_finishes_after_ip_netns_add(
+    labyard: Labyard, settings: Settings, start: Starter
+) -> None:
+    """`ip netns add` on the host, the first time, binds /run/netns over itself (recursively:
+    labyard's namespace mounts copied on top, the originals hidden underneath, their files
+    impossible to remove). The local driver makes /run/netns a shared mount of its own when it
+    first starts on a host (as `ip netns` does), so `ip netns add` then binds nothing and a
+    destroy after it leaves nothing, at once. The control, no `ip netns add`:
+    test_destroy_leaves_nothing_behind; the hidden case itself:
+    test_a_hidden_namespace_mount_is_left_for_later."""
+    playground = await start("linux")
+    subnets = [bridge_subnet(playground.id)]
+    binds = _binds_on(NETNS_DIR)
+    assert binds >= 1, "the driver should have made /run/netns a mount of its own"
+    name = f"lytest-held-{secrets.token_hex(4)}"  # not labyard's: no instance prefix
+    _ip_netns("add", name)
+    try:
+        assert _binds_on(NETNS_DIR) == binds  # nothing bound over labyard's namespaces
+        await labyard.playgrounds.destroy(playground.id)
+        await assert_nothing_left(settings, playground.id, subnets)
+        assert playground.id not in await labyard.driver.list()
+    finally:
+        _ip_netns("delete", name)
+
+
+def test_a_hidden_namespace_mount_is_left_for_later(tmp_path: Path) -> None:
+    """What destroy does where /run/netns was bound over itself before labyard came (its
+    namespaces hidden, as `ip netns add` hides them): the file is left, not an error, and
+    removed by a later try once the bind is gone. On a private directory, with a bind mount
+    standing in for a namespace file; the control is the same file with nothing hiding it."""
+    directory = tmp_path / "netns"
+    directory.mkdir()
+    held, free = directory / "held", directory / "free"
+    for path in (held, free):
+        path.touch()
+        subprocess.run(["mount", "--bind", "/dev/null", str(path)], check=True)
+    subprocess.run(["mount", "--rbind", str(directory), str(directory)], check=True)
+    try:
+        assert userns.remove(held) is False and held.exists()
+    finally:
+        subprocess.run(["umount", "--lazy", str(directory)], check=True)
+    assert userns.remove(held) is True and not held.exists()
+    assert userns.remove(free) is True and not free.exists()  # the control

@@ -155,9 +155,9 @@ def test_an_exhausted_pool_says_so() -> None:
 
 def test_the_pool_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LABYARD_SUBNET_POOL", raising=False)
-    assert Settings.from_env().subnet_pool == DEFAULT_SUBNET_POOL == POOL
+    assert Settings.from_env().local.subnet_pool == DEFAULT_SUBNET_POOL == POOL
     monkeypatch.setenv("LABYARD_SUBNET_POOL", " 10.77.0.0/20 ")
-    assert Settings.from_env().subnet_pool == Net("10.77.0.0/20")
+    assert Settings.from_env().local.subnet_pool == Net("10.77.0.0/20")
 
 
 @pytest.mark.parametrize(

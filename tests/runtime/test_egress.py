@@ -125,9 +125,9 @@ def test_bad_operator_entries_are_named(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_settings_read_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABYARD_EGRESS_ALLOW", " 10.1.2.3:443, registry.lan ,,")
-    assert Settings.from_env().egress_allow == ("10.1.2.3:443", "registry.lan")
+    assert Settings.from_env().local.egress_allow == ("10.1.2.3:443", "registry.lan")
     monkeypatch.delenv("LABYARD_EGRESS_ALLOW")
-    assert Settings.from_env().egress_allow == ()
+    assert Settings.from_env().local.egress_allow == ()
 
 
 # -- the outside world, inside this host -----------------------------------------------------
@@ -293,7 +293,8 @@ async def playgrounds(
     with pytest.MonkeyPatch.context() as patch:  # machines, and the rules, get our resolver
         patch.setattr(local_driver, "_resolv_conf", lambda: f"nameserver {RESOLVER}\n")
         open_ = await starter(manifest("eg-open"))
-        patch.setattr(labyard.driver, "settings", dataclasses.replace(settings, egress_allow=allow))
+        local = dataclasses.replace(settings.local, egress_allow=allow)
+        patch.setattr(labyard.driver, "settings", dataclasses.replace(settings, local=local))
         async with asyncio.TaskGroup() as group:
             allowed = group.create_task(starter(manifest("eg-allowed")))
             narrowed = group.create_task(starter(manifest("eg-narrowed", narrow)))

@@ -19,9 +19,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def world(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[World]:
-    found = make_world(database_url, tmp_path, monkeypatch)
+async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    found = make_world(database_url, tmp_path)
     yield found
+    found.driver.end_all()
     found.close()

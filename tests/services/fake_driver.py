@@ -1,26 +1,24 @@
-"""A driver that runs nothing, for tests of the services' bookkeeping (plans, entitlements,
-usage sessions) on SQLite and PostgreSQL in milliseconds.
+"""The package's fake driver (labyard/runtime/fake), held and broken on demand, for tests of
+the services' bookkeeping (plans, entitlements, usage sessions, pools) on SQLite and
+PostgreSQL: its machines are processes answering real SSH, up in a fraction of a second.
 
-It records what it is asked and reports machines as running; SSH readiness is patched to
-succeed at once (`make_world`). What it cannot show (machines, SSH, init tasks) the suites
-with the real local driver do; tests/services/test_usage_real.py runs the same usage
-bookkeeping on real playgrounds.
+What it cannot show (real machines, their isolation) the suites with the local driver do;
+tests/services/test_usage_real.py runs the same usage bookkeeping on real playgrounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from labyard.errors import RuntimeFailure
 from labyard.manifest import Manifest, load_manifest, manifest_from_text
-from labyard.runtime import Driver, MachineEndpoint, MachineState, PlaygroundSpec, Started
+from labyard.runtime import PlaygroundSpec, Started
+from labyard.runtime.fake import FakeDriver as PackageFakeDriver
+from labyard.runtime.fake import end_machine
 from labyard.services import Entitlements, Playgrounds, Usage, User
-from labyard.services import playgrounds as playgrounds_module
 from labyard.services.accounts import Accounts
 from labyard.services.plans import PlanBook, builtin_plans
 from labyard.settings import Settings
@@ -28,16 +26,15 @@ from labyard.store import Database
 from tests.conftest import IMAGES_DIR
 
 
-class FakeDriver(Driver):
-    name = "fake"
-    version = "1"
+class FakeDriver(PackageFakeDriver):
+    """The fake driver, with a gate to hold starts at and a switch to make them fail."""
 
-    def __init__(self) -> None:
-        self.machines: dict[str, dict[str, MachineState]] = {}
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
         self.starts = 0
         """Calls of start(): how many starts got past the plan check."""
         self.gate: asyncio.Event | None = None
-        """When set to an unset event, start() waits for it."""
+        """When set to an unset event, start() waits for it (after counting the start)."""
         self.fail = False
 
     async def start(self, spec: PlaygroundSpec) -> Started:
@@ -46,37 +43,23 @@ class FakeDriver(Driver):
             await self.gate.wait()
         if self.fail:
             raise RuntimeFailure("the fake driver was told to fail")
-        names = [m.name for m in spec.manifest.machines]
-        self.machines[spec.id] = dict.fromkeys(names, MachineState.RUNNING)
-        return Started([MachineEndpoint(n, "192.0.2.1") for n in names], {"driver": "fake"})
+        return await super().start(spec)
 
-    async def status(self, playground_id: str) -> dict[str, MachineState]:
-        return dict(self.machines.get(playground_id, {}))
+    @property
+    def machines(self) -> list[str]:
+        """Ids of the playgrounds it has machines of."""
+        return sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
 
-    async def stop(self, playground_id: str, now: bool = False) -> None:
-        if playground_id in self.machines:
-            self.machines[playground_id] = dict.fromkeys(
-                self.machines[playground_id], MachineState.STOPPED
-            )
-
-    async def destroy(self, playground_id: str) -> None:
-        self.machines.pop(playground_id, None)
-
-    async def list(self) -> list[str]:
-        return list(self.machines)
+    def end_all(self) -> None:
+        """End every machine it has (a test's teardown): none outlives the test."""
+        for playground_id in self.machines:
+            self.crash(playground_id)
 
     def crash(self, playground_id: str) -> None:
         """Its machines vanish behind labyard's back (a host reboot, say)."""
-        self.machines.pop(playground_id)
-
-
-class _Connection:
-    def close(self) -> None:
-        pass
-
-
-async def _ready(*_args: Any, **_kwargs: Any) -> _Connection:
-    return _Connection()
+        for machine in (self.root / playground_id).iterdir():
+            end_machine(machine)
+        shutil.rmtree(self.root / playground_id)
 
 
 LINUX = load_manifest("linux")
@@ -129,16 +112,14 @@ class World:
 def make_world(
     database_url: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     plans: PlanBook | None = None,
 ) -> World:
-    monkeypatch.setattr(playgrounds_module, "ssh_ready", _ready)
     settings = Settings(
         data_dir=tmp_path / "data", images_dir=IMAGES_DIR, database_url=database_url
     )
     db = Database(database_url)
     db.migrate()
     plans = plans or builtin_plans()
-    driver = FakeDriver()
+    driver = FakeDriver(settings.data_dir / "fake-machines")  # where LABYARD_DRIVER=fake looks
     playgrounds = Playgrounds(settings, db, driver, plans)
     return World(settings, db, driver, playgrounds, Accounts(db, plans), Usage(db), plans)

@@ -13,7 +13,8 @@ import pytest
 from labyard.errors import Forbidden, LimitExceeded
 from labyard.services import Playground
 from labyard.services.admission import _duration
-from labyard.store import EntitlementKind, UsageSessionRow
+from labyard.store import UsageSessionRow
+from labyard.types import EntitlementKind
 from tests.services.fake_driver import CLUSTER, LINUX, World, manifest
 
 FOUR = """\

@@ -15,8 +15,9 @@ from labyard.manifest.source import parse_yaml
 from labyard.services import Entitlements
 from labyard.services.accounts import Accounts
 from labyard.services.plans import plans_from_source
-from labyard.store import AttemptRow, AttemptState, Database, EntitlementKind, EntitlementRow
+from labyard.store import AttemptRow, Database, EntitlementRow
 from labyard.store.db import make_engine
+from labyard.types import AttemptState, EntitlementKind
 from tests.services.fake_driver import World
 from tests.store.databases import upgrade_to
 

@@ -24,8 +24,9 @@ from labyard.services import Labyard, Playground, Pools, Queued, reconcile
 from labyard.services.pools import pool_owner, scoped_key
 from labyard.services.terminals import open_terminal
 from labyard.services.usage import Launch
-from labyard.store import LaunchedBy, PlaygroundRow
+from labyard.store import PlaygroundRow
 from labyard.store.models import PoolRow
+from labyard.types import LaunchedBy
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 

@@ -15,42 +15,25 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import delete
 
-from labyard.access import Target
+from labyard.access import public_key_of
 from labyard.errors import InvalidInput, LimitExceeded, NotFound, RuntimeFailure
-from labyard.services import Playground, Pools, Queued, claim_reset, reconcile
+from labyard.services import Playground, Pools, Queued, reconcile
 from labyard.services.catalog import Catalog
 from labyard.services.pools import scoped_key
 from labyard.services.start_queue import ordinal
 from labyard.services.usage import Launch
 from labyard.settings import Settings
-from labyard.store import LaunchedBy, PlaygroundRow
+from labyard.store import PlaygroundRow
 from labyard.store.models import PoolRow
+from labyard.types import LaunchedBy
 from tests.services.fake_driver import World
 
 KEY = scoped_key("class-1", "linux")
 
 
 @pytest.fixture
-async def pools(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pools]:
-    resets: list[tuple[str, str]] = []
-
-    class Held:
-        def __init__(self, target: Target) -> None:
-            self.target = target
-
-        def close(self) -> None:
-            pass
-
-    async def open_(target: Target) -> Held:
-        return Held(target)
-
-    async def reset(connection: Held, public_key: str) -> None:
-        resets.append((connection.target.address, public_key))
-
-    monkeypatch.setattr(claim_reset, "open_connection", open_)
-    monkeypatch.setattr(claim_reset, "reset_machine", reset)
+async def pools(world: World) -> AsyncIterator[Pools]:
     found = Pools(world.playgrounds, Catalog(None))
-    found.resets = resets  # type: ignore[attr-defined]
     yield found
     await found.close()
 
@@ -77,9 +60,12 @@ async def test_a_claim_is_admitted_by_the_plan_and_metered_from_the_claim(
         "class",
         "free",
     )
-    assert len(pools.resets) == 1  # type: ignore[attr-defined]
     with world.db.session() as session_:
-        assert session_.get(PlaygroundRow, claimed.id).client_key != ""
+        client_key = session_.get(PlaygroundRow, claimed.id).client_key
+    # The claim put the learner's key in (over real SSH): only it opens the machine now.
+    async with await world.playgrounds.connect(claimed.id) as connection:
+        keys = await connection.run("cat /root/.ssh/authorized_keys")
+    assert keys.stdout.strip() == public_key_of(client_key)
     # The free plan runs one playground: a second claim is refused and takes nothing.
     with pytest.raises(LimitExceeded, match="1 playground"):
         await pools.claim(KEY, user, launch=launch)
@@ -240,13 +226,13 @@ async def test_operator_pools_follow_the_setting(world: World, pools: Pools) -> 
 
 def test_labyard_pools_is_read_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABYARD_POOLS", " linux=2, docker=1 ,")
-    assert Settings.from_env().pools == (("linux", 2), ("docker", 1))
+    assert Settings.from_env().pools.warm == (("linux", 2), ("docker", 1))
     for bad in ("linux", "linux=two", "=3", "linux=-1", "linux=1000"):
         monkeypatch.setenv("LABYARD_POOLS", bad)
         with pytest.raises(InvalidInput, match="LABYARD_POOLS entry"):
             Settings.from_env()
     monkeypatch.delenv("LABYARD_POOLS")
-    assert Settings.from_env().pools == ()
+    assert Settings.from_env().pools.warm == ()
 
 
 async def test_bad_pool_arguments_are_refused(pools: Pools) -> None:

@@ -14,15 +14,8 @@ from sqlalchemy import select, update
 from labyard.errors import RuntimeFailure
 from labyard.services import Playground, UsageSession, reconcile
 from labyard.services.usage import Launch, close_sessions, rebuild_days, used_minutes
-from labyard.store import (
-    EndReason,
-    LaunchedBy,
-    PlaygroundDayRow,
-    PlaygroundRow,
-    PlaygroundState,
-    UsageDayRow,
-    UsageSessionRow,
-)
+from labyard.store import PlaygroundDayRow, PlaygroundRow, UsageDayRow, UsageSessionRow
+from labyard.types import EndReason, LaunchedBy, PlaygroundState
 from tests.services.fake_driver import CLUSTER, LINUX, World
 
 

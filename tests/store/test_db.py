@@ -25,17 +25,9 @@ from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard, Playgrounds
 from labyard.services.accounts import SESSION_LIFETIME, Accounts
 from labyard.settings import Settings
-from labyard.store import (
-    Base,
-    Database,
-    MachineRow,
-    PlaygroundRow,
-    PlaygroundState,
-    ShareRow,
-    TokenRow,
-    UserRow,
-)
+from labyard.store import Base, Database, MachineRow, PlaygroundRow, ShareRow, TokenRow, UserRow
 from labyard.store.db import MIGRATIONS
+from labyard.types import PlaygroundState
 from tests.conftest import IMAGES_DIR
 from tests.store.databases import fresh_database_url
 
@@ -278,7 +270,7 @@ async def test_playgrounds_service_rows(db: Database, tmp_path: Path) -> None:
 
     first = await playgrounds.get("first234", owner="user:1")
     assert (first.state, first.created_at, first.owner) == ("starting", t0, "user:1")
-    assert [(m.name, m.state) for m in first.machines] == [("linux", "starting")]
+    assert [(m.name, m.state) for m in first.machines] == [("linux", "pending")]
     assert playgrounds.manifest_of("first234") == load_manifest("linux")
 
     with pytest.raises(NotFound):
@@ -288,12 +280,12 @@ async def test_playgrounds_service_rows(db: Database, tmp_path: Path) -> None:
 
     with pytest.raises(Conflict, match="still starting"):
         playgrounds.target("first234")
-    with db.session() as session:
-        machine = session.get(MachineRow, ("first234", "linux"))
-        assert machine is not None
-        machine.address, machine.ssh_port = "198.18.0.2", 2222
+    with db.session() as session:  # as the driver's start records it (runtime/local/state.py)
+        row = session.get(PlaygroundRow, "first234")
+        assert row is not None
+        row.driver_state = {"driver": "local", "version": "2", "machines": []}
     target = playgrounds.target("first234", "linux", owner="user:1")
-    assert (target.address, target.port) == ("198.18.0.2", 2222)
+    assert target.where == "linux.first234" and target.dial is not None
     assert target.host_public_key.split()[:2] == HOST_KEY.public_openssh.split()[:2]
     assert target.client_private_key == CLIENT_KEY.private_openssh
     with pytest.raises(NotFound):

@@ -20,7 +20,7 @@ import uvicorn
 from labyard.api.app import create_app
 from labyard.services import Labyard
 from labyard.settings import Settings
-from labyard.store import AttemptState, TaskState
+from labyard.types import AttemptState, TaskState
 from tests.tasks.conftest import eventually, write_challenge
 
 ANSWER = """

@@ -13,7 +13,8 @@ from labyard.services.tasks.devtools import solution_steps
 from labyard.services.tasks.records import AttemptRecord, AttemptStore, initial_tasks, now
 from labyard.services.tasks.script import parse_results
 from labyard.services.tasks.spec import AttemptSpec
-from labyard.store import AttemptState, Database, TaskState
+from labyard.store import Database
+from labyard.types import AttemptState, TaskState
 from tests.store.databases import KINDS, fresh_database_url
 from tests.tasks.conftest import Engine, eventually, states, write_challenge
 

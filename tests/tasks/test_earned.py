@@ -11,7 +11,7 @@ import pytest
 
 from labyard.services import Labyard
 from labyard.settings import Settings
-from labyard.store import AttemptState
+from labyard.types import AttemptState
 from tests.tasks.conftest import eventually, write_challenge
 
 PLANS = """\

@@ -9,7 +9,7 @@ from pathlib import Path
 from labyard.services import Labyard
 from labyard.services.tasks import Attempts
 from labyard.settings import Settings
-from labyard.store import AttemptState, TaskState
+from labyard.types import AttemptState, TaskState
 from tests.tasks.conftest import Engine, eventually, states, write_challenge
 
 TWO_TASKS = """

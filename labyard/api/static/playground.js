@@ -48,9 +48,14 @@ function show(playground) {
   stateBadge.className = `badge state-${playground.state}`;
   setRemaining(countdown, (Date.parse(playground.expires_at) - Date.now() - skewMs) / 1000);
   for (const machine of playground.machines) {
-    const dot = document.querySelector(`#tab-${CSS.escape(machine.name)} .dot`);
+    const tab = document.getElementById(`tab-${machine.name}`);
+    const dot = tab && tab.querySelector(".dot");
     if (dot) dot.className = `dot state-${machine.state}`;
+    if (tab) tab.title = `${machine.name}: ${machine.reason || machine.state}`;
   }
+  // A machine that failed says why, where the page reports what happens.
+  const failed = playground.machines.filter((machine) => machine.reason).map((m) => m.reason);
+  if (failed.length) say(failed.join(" "), true);
 }
 
 function say(text, error = false) {

@@ -14,22 +14,34 @@ import ipaddress
 import json
 import shutil
 import signal
+import socket
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from labyard.errors import NotFound, RuntimeFailure
-from labyard.images import Image, find_image
+from labyard.images import Image, find_image, list_images
 from labyard.manifest import Machine, Manifest
 from labyard.runtime.base import (
     ID_PATTERN,
     Driver,
+    DriverState,
     MachineEndpoint,
-    MachineState,
+    MachineStatus,
     PlaygroundSpec,
     Started,
 )
-from labyard.runtime.local import cgroups, egress, files, firewall, host_limits, network, storage
+from labyard.runtime.local import (
+    cgroups,
+    egress,
+    files,
+    firewall,
+    host_limits,
+    network,
+    saving,
+    state,
+    storage,
+)
 from labyard.runtime.local.idmap import IdRange, Registry
 from labyard.runtime.local.names import (
     HostNames,
@@ -41,24 +53,33 @@ from labyard.runtime.local.names import (
 from labyard.runtime.local.oci import devices, machine_config
 from labyard.runtime.local.runc import Runc
 from labyard.settings import Settings
+from labyard.types import MachineState
 
 T = TypeVar("T")
 
 STOP_GRACE_S = 10.0
 """How long systemd in a machine gets to shut down cleanly before it is killed."""
+STOPPING = "stopping"
+"""In a machine's directory while a stop is under way (by any process): its init ending
+then is the stop's doing, and the machine reads `stopped`, never `failed`."""
 
 
 class LocalDriver(Driver):
     name = "local"
-    version = "1"
+    version = state.VERSION
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runc = Runc(settings.runc_root)
         self.table = nft_table(settings.instance)
-        self.ids = Registry(settings.id_ranges_dir)
+        self.ids = Registry(settings.local.id_ranges_dir)
+        self._adopted: dict[str, state.Recorded] = {}
+        self._images: tuple[int, dict[str, str]] | None = None
+        self._starting: set[str] = set()
+        """Containers this process is making right now: pending, not stopped."""
         storage.make_traversable(settings.playgrounds_dir)
         host_limits.raise_host_limits()
+        network.share_namespace_dir()
 
     def _names(self, playground_id: str) -> HostNames:
         if not ID_PATTERN.match(playground_id):
@@ -86,16 +107,20 @@ class LocalDriver(Driver):
                 task.cancel()
             await asyncio.wait(machines)  # so the rollback that follows does not race them
             raise
-        return Started(list(endpoints), self._saved_state(names, manifest, images, subnets))
+        recorded = state.record(
+            self.settings.instance, names, manifest, images, subnets, list(endpoints)
+        )
+        self._adopted[spec.id] = recorded
+        return Started(list(endpoints), recorded.to_json())
 
     def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
         """A bridge per network, its block sized for the machine addresses it must hold."""
         resolvers = [line.split()[1] for line in _resolv_conf().splitlines()]
-        policy = egress.policy(manifest.egress, self.settings.egress_allow, resolvers)
+        policy = egress.policy(manifest.egress, self.settings.local.egress_allow, resolvers)
         subnets = []
         for index, net in enumerate(manifest.networks):
             hosts = _machine_addresses_needed(manifest, net.name)
-            subnet = network.ensure_bridge(names, index, self.settings.subnet_pool, hosts)
+            subnet = network.ensure_bridge(names, index, self.settings.local.subnet_pool, hosts)
             firewall.add_bridge(self.table, names.bridge(index), subnet, policy)
             subnets.append(subnet)
         return subnets
@@ -110,16 +135,22 @@ class LocalDriver(Driver):
         subnets: list[ipaddress.IPv4Network],
     ) -> MachineEndpoint:
         container = names.container(machine.name)
-        state = await self.runc.state(container)
+        found = await self.runc.state(container)
         address = _addresses(spec.manifest, subnets)[machine.name][0][1]
-        if state is not None and state.get("status") == "running":
-            return MachineEndpoint(machine.name, str(address))
-        if state is not None:
+        if found is not None and found.get("status") in ("running", "created", "paused"):
+            return MachineEndpoint(machine.name, str(address))  # up, or another start's
+        if found is not None:
             await self.runc.delete(container)
-        bundle, ids = await _uninterrupted(
-            asyncio.to_thread(self._prepare_machine, names, spec, index, machine, image, subnets)
-        )
-        await _uninterrupted(self._run_machine(container, bundle, ids))
+        self._starting.add(container)
+        try:
+            bundle, ids = await _uninterrupted(
+                asyncio.to_thread(
+                    self._prepare_machine, names, spec, index, machine, image, subnets
+                )
+            )
+            await _uninterrupted(self._run_machine(container, bundle, ids))
+        finally:
+            self._starting.discard(container)
         return MachineEndpoint(machine.name, str(address))
 
     async def _run_machine(self, container: str, bundle: Path, ids: IdRange) -> None:
@@ -157,37 +188,11 @@ class LocalDriver(Driver):
             netns=network.NETNS_DIR / netns_name,
             cgroup=names.cgroup(machine.name),
             volumes={v: storage.volume_dir(bundle, v) for v in volumes},
-            nodes=storage.device_nodes(bundle, devices(self.settings.kvm), ids),
-            kvm=self.settings.kvm,
+            nodes=storage.device_nodes(bundle, devices(self.settings.local.kvm), ids),
+            kvm=self.settings.local.kvm,
         )
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         return bundle, ids
-
-    def _saved_state(
-        self,
-        names: HostNames,
-        manifest: Manifest,
-        images: dict[str, Image],
-        subnets: list[ipaddress.IPv4Network],
-    ) -> dict[str, Any]:
-        return {
-            "driver": self.name,
-            "version": self.version,
-            "instance": self.settings.instance,
-            "networks": [
-                {"name": n.name, "bridge": names.bridge(i), "subnet": str(subnets[i])}
-                for i, n in enumerate(manifest.networks)
-            ],
-            "machines": [
-                {
-                    "name": m.name,
-                    "container": names.container(m.name),
-                    "netns": names.netns(m.name),
-                    "image": f"{m.image}-{images[m.image].digest}",
-                }
-                for m in manifest.machines
-            ],
-        }
 
     # -- observe -------------------------------------------------------------------------
 
@@ -195,19 +200,79 @@ class LocalDriver(Driver):
         machines = names.dir / "machines"
         return sorted(p.name for p in machines.iterdir()) if machines.exists() else []
 
-    async def status(self, playground_id: str) -> dict[str, MachineState]:
+    async def status(self, playground_id: str) -> dict[str, MachineStatus]:
         names = self._names(playground_id)
         machines = self._machine_names(names)
-        states = await asyncio.gather(*(self._machine_state(names, m) for m in machines))
+        states = await asyncio.gather(*(self._machine_status(names, m) for m in machines))
         return dict(zip(machines, states, strict=True))
 
-    async def _machine_state(self, names: HostNames, machine: str) -> MachineState:
-        state = await self.runc.state(names.container(machine))
-        if state is not None and state.get("status") == "running":
-            return MachineState.RUNNING
+    async def _machine_status(self, names: HostNames, machine: str) -> MachineStatus:
+        container = names.container(machine)
+        found = await self.runc.state(container)
+        status = found.get("status") if found is not None else None
+        if status in ("running", "paused"):  # paused: frozen for a moment by a save
+            return MachineStatus(MachineState.RUNNING)
+        if status == "created" or container in self._starting:
+            return MachineStatus(MachineState.PENDING)
+        if status == "stopped" and not (names.machine_dir(machine) / STOPPING).exists():
+            console = names.machine_dir(machine) / "console.log"  # its init ended by itself
+            return MachineStatus(MachineState.FAILED, state.ended_by_itself(machine, console))
         if (names.machine_dir(machine) / "disk.img").exists():
-            return MachineState.STOPPED
-        return MachineState.MISSING
+            return MachineStatus(MachineState.STOPPED)
+        return MachineStatus(MachineState.MISSING)
+
+    def adopt(self, playground_id: str, saved: DriverState) -> DriverState:
+        names = self._names(playground_id)
+        recorded = state.load(saved, names)
+        self._adopted[playground_id] = recorded
+        return recorded.to_json()
+
+    async def dial(
+        self, playground_id: str, machine: str, port: int = 22, timeout: float = 10.0
+    ) -> socket.socket:
+        recorded = self._adopted.get(playground_id)
+        address = recorded.address(machine) if recorded else None
+        if address is None:
+            raise NotFound(f"machine {machine!r} of playground {playground_id} is not known here")
+        return await network.connect_tcp(address, port, timeout)
+
+    def images(self) -> dict[str, str]:
+        # Listing reads every build's image.json and every recipe (~0.1 s): done again only
+        # when a build, import, save or removal changed the images directory.
+        try:
+            changed = self.settings.images_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        if self._images is None or self._images[0] != changed:
+            found = list_images(self.settings.images_dir)
+            self._images = (changed, {i.name: i.owner for i in found if i.ssh and i.current})
+        return dict(self._images[1])
+
+    async def save_images(
+        self,
+        playground_id: str,
+        images: dict[str, str],
+        *,
+        running: bool,
+        owner: str,
+        description: str,
+    ) -> None:
+        recorded = self._adopted.get(playground_id)
+        if recorded is None:
+            raise NotFound(f"playground {playground_id} is not known here")
+        await asyncio.to_thread(
+            saving.save_images,
+            self.settings,
+            playground_id,
+            recorded,
+            images,
+            running=running,
+            owner=owner,
+            description=description,
+        )
+
+    def remove_images(self, images: list[str]) -> None:
+        saving.remove_images(self.settings.images_dir, images)
 
     async def machine_memory(self, playground_id: str) -> dict[str, int]:
         names = self._names(playground_id)
@@ -245,15 +310,19 @@ class LocalDriver(Driver):
 
     async def _stop_machine(self, names: HostNames, machine: str, now: bool) -> None:
         container = names.container(machine)
+        stopping = names.machine_dir(machine) / STOPPING
+        if names.machine_dir(machine).exists():
+            stopping.touch()  # its init ending from now on is this stop's doing, not a failure
         if not now and await self.runc.state(container) is not None:
             await self.runc.kill(container, str(signal.SIGRTMIN + 3))  # systemd: halt cleanly
             for _ in range(int(STOP_GRACE_S / 0.1)):
-                state = await self.runc.state(container)
-                if state is None or state.get("status") == "stopped":
+                found = await self.runc.state(container)
+                if found is None or found.get("status") == "stopped":
                     break
                 await asyncio.sleep(0.1)
         await self.runc.delete(container)
         await asyncio.to_thread(storage.unmount_all, names.machine_dir(machine))
+        stopping.unlink(missing_ok=True)
 
     async def destroy(self, playground_id: str) -> None:
         names = self._names(playground_id)
@@ -263,12 +332,17 @@ class LocalDriver(Driver):
         ]
         await asyncio.gather(*(self.runc.delete(c) for c in containers))
         await asyncio.to_thread(self._destroy_host_side, names, instance)
+        self._adopted.pop(playground_id, None)
 
     def _destroy_host_side(self, names: HostNames, instance: str) -> None:
-        storage.unmount_all(names.dir)
+        # Copies of the mounts that other mount namespaces hold (PrivateTmp= services,
+        # `unshare -m`) are theirs: they stop nothing here. Only a mount of this namespace
+        # hidden under another one (`ip netns add` binds /run/netns over itself) keeps its
+        # file. That inert rest stays, and the id range with it, so list() reports the
+        # playground until the reconciler's orphan pass, destroying again, can remove it.
+        hidden = storage.unmount_all(names.dir)
         pg_prefix = f"{netns_prefix(instance)}{names.playground_id}-"
-        for ns in network.list_netns(pg_prefix):
-            network.remove_netns(ns)
+        released = [network.remove_netns(ns) for ns in network.list_netns(pg_prefix)]
         links = network.links_with_alias(names.link_alias)
         for link in links:
             network.remove_link(link)
@@ -280,10 +354,11 @@ class LocalDriver(Driver):
             for child in parent.glob(f"{names.playground_id}-*"):
                 cgroups.remove_tree(child)
         if names.dir.exists():
-            if storage.mounted_under(names.dir):
+            if set(storage.mounted_under(names.dir)) - set(hidden):  # rmtree would empty it
                 raise RuntimeFailure(f"playground {names.playground_id}: a mount is still busy")
-            shutil.rmtree(names.dir)
-        self.ids.release(names.id_owner(""))  # only once nothing owned by them is left
+            shutil.rmtree(names.dir, onerror=storage.leave_held)
+        if all(released) and not names.dir.exists():
+            self.ids.release(names.id_owner(""))  # only once nothing owned by them is left
 
 
 async def _uninterrupted(step: Awaitable[T]) -> T:

@@ -7,8 +7,12 @@ overlapping blocks; their sizes and the search are in subnets.py.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import ipaddress
+import json
+import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +52,34 @@ def host_lock() -> Iterator[None]:
     with open(HOST_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def share_namespace_dir() -> None:
+    """Make the network namespace directory a shared mount of its own, as `ip netns add` does
+    the first time it runs on a host.
+
+    If `ip netns add` did it later, it would bind the directory over itself recursively with
+    labyard's namespaces in it: their mounts copied on top, the originals hidden underneath,
+    and their files impossible to remove until the host reboots. Done while the directory is
+    still empty (the host's first labyard), nothing is hidden, and `ip netns` later finds a
+    mount there and binds nothing. With namespaces in it already and no mount, it is left as
+    it is: binding now would be that very hiding (destroy copes: it leaves what is held to the
+    reconciler).
+    """
+    directory = NETNS_DIR.resolve() if NETNS_DIR.exists() else NETNS_DIR
+    with host_lock():
+        directory.mkdir(parents=True, exist_ok=True)
+        directory = directory.resolve()
+        if not _is_mount_point(directory):
+            if any(directory.iterdir()):
+                return
+            subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+        subprocess.run(["mount", "--make-shared", str(directory)], check=True)
+
+
+def _is_mount_point(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return any(line.split()[4] == str(path) for line in mountinfo)
 
 
 def _used_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
@@ -196,13 +228,16 @@ def attach(
     return attachment
 
 
-def remove_netns(name: str) -> None:
-    userns.remove(NETNS_DIR / name)
-    userns.remove(USERNS_DIR / name)
+def remove_netns(name: str) -> bool:
+    """Let go of a machine's kept network and user namespaces; False when a file stays,
+    held by a mount this namespace cannot reach (userns.remove), for a later destroy."""
+    released = [userns.remove(NETNS_DIR / name), userns.remove(USERNS_DIR / name)]
+    return all(released)  # both tried: one held file does not keep the other
 
 
 def list_netns(prefix: str) -> list[str]:
-    """Names of kept machine namespaces (network or user, either left alone by a crash)."""
+    """Names of kept machine namespaces (network or user, either left alone by a crash, or
+    left by a destroy while still held: listed, so that the reconciler destroys again)."""
     found = {p.name for d in (NETNS_DIR, USERNS_DIR) if d.exists() for p in d.iterdir()}
     return sorted(n for n in found if n.startswith(prefix))
 
@@ -226,3 +261,35 @@ def remove_link(name: str) -> None:
             except NetlinkError as exc:
                 if exc.code != 19:  # ENODEV: its netns took it with it meanwhile
                     raise RuntimeFailure(f"cannot remove link {name}", detail=str(exc)) from exc
+
+
+def namespace_address(netns_name: str) -> str | None:
+    """The IPv4 address of eth0 in a machine's network namespace, if it still has one.
+    (`ip`, not pyroute2's NetNS: this is asked from inside a running event loop.)"""
+    if not (NETNS_DIR / netns_name).exists():
+        return None
+    shown = subprocess.run(
+        ["ip", "-n", netns_name, "-4", "-j", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        found = [a["local"] for link in json.loads(shown.stdout) for a in link["addr_info"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(found[0]) if found else None
+
+
+async def connect_tcp(address: str, port: int, timeout: float) -> socket.socket:
+    """A connected non-blocking TCP socket to `address:port`, or OSError/TimeoutError."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

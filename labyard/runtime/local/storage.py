@@ -12,15 +12,19 @@ in the machine writes is owned by that unprivileged host user.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from labyard.errors import RuntimeFailure
 from labyard.runtime.local.idmap import IdRange
-from labyard.runtime.local.userns import mount_idmapped
+from labyard.runtime.local.userns import detach, mount_idmapped
 
 
 def _run(command: list[str], what: str) -> None:
@@ -30,15 +34,25 @@ def _run(command: list[str], what: str) -> None:
 
 
 def mounted_under(path: Path) -> list[Path]:
-    """Mount points at or below `path`, deepest first (the order to unmount them in)."""
+    """Mount points at or below `path`, deepest first (the order to unmount them in).
+
+    Every mount of this namespace is listed, those hidden under another mount too: one
+    path may come more than once.
+    """
     prefix = str(path.resolve())
     points: list[Path] = []
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
-            point = line.split()[4].replace("\\040", " ")
+            point = _unescape(line.split()[4])
             if point == prefix or point.startswith(prefix + "/"):
                 points.append(Path(point))
     return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path as it is: the kernel writes space, tab, newline and backslash as
+    three octal digits after a backslash."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def make_traversable(path: Path) -> None:
@@ -122,12 +136,35 @@ def device_nodes(machine_dir: Path, devices: list[dict[str, Any]], ids: IdRange)
     return nodes
 
 
-def unmount_all(path: Path) -> None:
-    """Unmount everything at or below `path`; lazily if something still holds it."""
+def unmount_all(path: Path) -> list[Path]:
+    """Unmount everything at or below `path`; lazily if something still holds it.
+
+    Returns the mount points left: mounts of this namespace hidden under a mount over one
+    of their parents (a recursive bind of a parent over itself copies them on top), which
+    no path reaches. Nothing in them is reachable either; they go once that mount goes.
+    """
     for point in mounted_under(path):
         result = subprocess.run(["umount", str(point)], capture_output=True, check=False)
         if result.returncode != 0:
-            _run(["umount", "-l", str(point)], f"unmount {point}")
+            detach(point)  # False: hidden, or gone meanwhile (a parent's went with it)
+    return mounted_under(path)
+
+
+def leave_held(
+    function: Callable[..., Any],
+    failed: str,
+    info: tuple[type[BaseException], BaseException, TracebackType],
+) -> None:
+    """shutil.rmtree's error handler for a playground's directory: what a hidden mount
+    (unmount_all) holds cannot be removed (EBUSY), nor the directories above it
+    (ENOTEMPTY); it is left, inert, for a later destroy. Gone already is fine; anything
+    else is a RuntimeFailure."""
+    exc = info[1]
+    if isinstance(exc, FileNotFoundError):
+        return
+    if isinstance(exc, OSError) and exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+        return
+    raise RuntimeFailure(f"cannot remove {failed}", detail=str(exc)) from exc
 
 
 def disk_usage(machine_dir: Path) -> tuple[int, int]:

@@ -99,14 +99,45 @@ def create(user_path: Path, net_path: Path, ids: IdRange) -> None:
             holder.stderr.close()
 
 
-def remove(path: Path) -> None:
-    """Let go of a kept namespace file; gone already is fine."""
-    if _libc.umount2(str(path).encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (
-        errno.EINVAL,
-        errno.ENOENT,
-    ):
-        raise _fail(f"release namespace {path}")
-    path.unlink(missing_ok=True)
+MAX_STACKED = 16
+"""More mounts than this on one namespace file is not labyard's doing: stop detaching."""
+
+
+def detach(path: Path) -> bool:
+    """Lazily detach the mount on top of `path`; False when none can be reached there.
+
+    Copies of the mount in other mount namespaces (a process that unshared its mounts, a
+    service with PrivateTmp=) do not stop this: they are theirs, and what they keep alive
+    goes when they go. A mount hidden in this namespace, under a mount over one of `path`'s
+    parents, cannot be reached by path: EINVAL, as for no mount at all.
+    """
+    if _libc.umount2(str(path).encode(), MNT_DETACH) == 0:
+        return True
+    if ctypes.get_errno() in (errno.EINVAL, errno.ENOENT):
+        return False
+    raise _fail(f"detach the mount on {path}")
+
+
+def remove(path: Path) -> bool:
+    """Let go of a kept namespace file; gone already is fine. False when the file stays.
+
+    It stays when a mount of it in this mount namespace cannot be reached: `ip netns add`,
+    the first time, binds /run/netns over itself (recursively, so the mounts already there
+    are copied on top), which hides the originals underneath. Unlinking the mount point of
+    a mount of one's own namespace is EBUSY. The namespace is inert by then (its machine
+    is gone); the file is left for a later destroy (the reconciler's orphan pass), which
+    removes it once whatever hides the mount is gone.
+    """
+    for _ in range(MAX_STACKED):  # a bind over a bind: one detach each
+        if not detach(path):
+            break
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            return False
+        raise RuntimeFailure(f"cannot remove namespace file {path}", detail=str(exc)) from exc
+    return True
 
 
 def mount_idmapped(source: Path, target: Path, user_path: Path) -> None:

@@ -83,11 +83,13 @@ class BillingSummary:
 def providers_for(settings: Settings) -> tuple[dict[str, Provider], str]:
     """(providers by name, the one new checkouts use): Stripe when its key is set."""
     providers: dict[str, Provider] = {"manual": ManualProvider()}
-    if settings.stripe_secret_key or settings.stripe_webhook_secret:
+    if settings.billing.stripe_secret_key or settings.billing.stripe_webhook_secret:
         providers["stripe"] = StripeProvider(
-            settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base
+            settings.billing.stripe_secret_key,
+            settings.billing.stripe_webhook_secret,
+            settings.billing.stripe_api_base,
         )
-    return providers, "stripe" if settings.stripe_secret_key else "manual"
+    return providers, "stripe" if settings.billing.stripe_secret_key else "manual"
 
 
 class Billing:

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from labyard.store import InvoiceKind
+from labyard.types import InvoiceKind
 
 
 @dataclass(frozen=True)

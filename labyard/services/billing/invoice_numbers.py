@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from labyard.store import InvoiceCounterRow, InvoiceKind
+from labyard.store import InvoiceCounterRow
+from labyard.types import InvoiceKind
 
 PREFIXES = {InvoiceKind.INVOICE: "", InvoiceKind.CREDIT_NOTE: "CN-"}
 DIGITS = 6

@@ -44,15 +44,8 @@ from labyard.services.billing.periods import add_interval
 from labyard.services.billing.profile import profile_in
 from labyard.services.plans import PlanBook
 from labyard.settings import Settings
-from labyard.store import (
-    Database,
-    InvoiceKind,
-    InvoiceRow,
-    OrderKind,
-    OrderRow,
-    Role,
-    UserRow,
-)
+from labyard.store import Database, InvoiceRow, OrderRow, UserRow
+from labyard.types import InvoiceKind, OrderKind, Role
 
 MAX_NUMBER = 32
 """The longest invoice number (`CN-2026-000001` is 14)."""
@@ -132,13 +125,13 @@ class Invoices:
         self.db = db
         self.plans = plans
         self.seller = Party(
-            settings.seller_name,
-            settings.seller_address,
+            settings.billing.seller_name,
+            settings.billing.seller_address,
             "",
-            settings.seller_vat_id,
-            settings.seller_email,
+            settings.billing.seller_vat_id,
+            settings.billing.seller_email,
         )
-        self.taxes = Taxes(settings.tax_rate_percent, settings.tax_label)
+        self.taxes = Taxes(settings.billing.tax_rate_percent, settings.billing.tax_label)
 
     # -- issuing, in the caller's transaction ---------------------------------------------
 

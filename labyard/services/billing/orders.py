@@ -27,15 +27,8 @@ from labyard.services.entitlements import Entitlements
 from labyard.services.plans import Plan, PlanBook
 from labyard.services.pricing import Pricing
 from labyard.services.teams import check_buyer, seats_paid, seats_refunded
-from labyard.store import (
-    Database,
-    EntitlementKind,
-    EntitlementRow,
-    OrderKind,
-    OrderRow,
-    OrderStatus,
-    Role,
-)
+from labyard.store import Database, EntitlementRow, OrderRow
+from labyard.types import EntitlementKind, OrderKind, OrderStatus, Role
 
 if TYPE_CHECKING:
     from labyard.services.billing.invoices import Invoices

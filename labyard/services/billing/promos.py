@@ -31,15 +31,8 @@ from labyard.errors import Conflict, Forbidden, InvalidInput, NotFound, PromoRef
 from labyard.services.accounts import User
 from labyard.services.billing.money import major, parse_amount
 from labyard.services.plans import PlanBook
-from labyard.store import (
-    Database,
-    OrderRow,
-    OrderStatus,
-    PromoCodeRow,
-    PromoRedemptionRow,
-    RedemptionStatus,
-    Role,
-)
+from labyard.store import Database, OrderRow, PromoCodeRow, PromoRedemptionRow
+from labyard.types import OrderStatus, RedemptionStatus, Role
 
 CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{2,39}$")
 """3 to 40 letters, digits, `-` or `_` (matched case-insensitively)."""

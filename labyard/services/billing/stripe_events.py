@@ -28,7 +28,8 @@ from labyard.services.billing.orders import card_country, fulfil, provisional_en
 from labyard.services.billing.provider import WebhookEvent
 from labyard.services.entitlements import Entitlements
 from labyard.services.teams import seats_follow, seats_resized
-from labyard.store import EntitlementRow, OrderKind, OrderRow, OrderStatus, SubscriptionRow
+from labyard.store import EntitlementRow, OrderRow, SubscriptionRow
+from labyard.types import OrderKind, OrderStatus
 
 TERMINAL = {"canceled", "incomplete_expired"}
 PAID = {"paid", "no_payment_required"}

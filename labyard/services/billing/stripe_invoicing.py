@@ -35,7 +35,8 @@ from labyard.services.billing.stripe_events import (
     _str,
     _time,
 )
-from labyard.store import InvoiceRow, OrderRow, OrderStatus, SubscriptionRow
+from labyard.store import InvoiceRow, OrderRow, SubscriptionRow
+from labyard.types import OrderStatus
 
 Follower = Callable[[Invoices, Session, WebhookEvent], InvoiceRow | None]
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from labyard.errors import NotFound
 from labyard.services.accounts import User
-from labyard.store import Database, Role
+from labyard.store import Database
 from labyard.store.models import (
     LtiContextRow,
     LtiGradeRow,
@@ -19,6 +19,7 @@ from labyard.store.models import (
     LtiLinkRow,
     LtiPlatformRow,
 )
+from labyard.types import Role
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from labyard.services.lti.registrations import Platform, Registrations
 from labyard.services.lti.service_tokens import LINEITEM, SCORE, TIMEOUT_S, ServiceTokens
 from labyard.services.owners import account_of, owner_of
 from labyard.services.tasks.records import AttemptRecord, AttemptStore
-from labyard.store import Database, TaskState
+from labyard.store import Database
 from labyard.store.models import (
     LtiContextRow,
     LtiGradeRow,
     LtiIdentityRow,
     LtiLinkRow,
 )
+from labyard.types import TaskState
 
 log = logging.getLogger(__name__)
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"

@@ -35,7 +35,7 @@ from labyard.services.lti.verify import (
     unverified_claims,
     verify_id_token,
 )
-from labyard.store import Database, Role, UserRow
+from labyard.store import Database, UserRow
 from labyard.store.models import (
     LtiContextRow,
     LtiGradeRow,
@@ -43,6 +43,7 @@ from labyard.store.models import (
     LtiLinkRow,
     LtiNonceRow,
 )
+from labyard.types import Role
 
 AGS = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 NRPS = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"

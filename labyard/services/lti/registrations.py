@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from labyard.errors import Conflict, Forbidden, InvalidInput, NotFound
 from labyard.services.accounts import User
-from labyard.store import Database, Role
+from labyard.store import Database
 from labyard.store.models import LtiDeploymentRow, LtiPlatformRow
+from labyard.types import Role
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from labyard.services.tasks.script import (
     parse_results,
 )
 from labyard.services.tasks.states import advance, apply, checks_of, due_checks, solved
-from labyard.store import AttemptState, PlaygroundState, TaskState
+from labyard.types import AttemptState, PlaygroundState, TaskState
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from labyard.services.tasks.records import AttemptRecord, now
 from labyard.services.tasks.runs import RunLog, TaskRuns
 from labyard.services.tasks.script import batch_script, batch_timeout, parse_results
 from labyard.services.tasks.states import FINAL, due_checks
-from labyard.store import Role, TaskState
+from labyard.types import Role, TaskState
 
 AUTHOR_ROLES = frozenset({Role.AUTHOR, Role.ADMIN})
 STEP_TIMEOUT_S = 300.0

@@ -18,7 +18,7 @@ from labyard.content.loader import Item
 from labyard.errors import Conflict, NotFound
 from labyard.manifest import Manifest
 from labyard.services.catalog import Catalog
-from labyard.services.playgrounds import Playground, Playgrounds
+from labyard.services.playgrounds import Playgrounds
 from labyard.services.tasks import answers, events
 from labyard.services.tasks.audience import Audience, Event
 from labyard.services.tasks.checker import Checker
@@ -37,7 +37,8 @@ from labyard.services.tasks.setup import run_init
 from labyard.services.tasks.spec import spec_of
 from labyard.services.tasks.states import advance
 from labyard.services.usage import Launch
-from labyard.store import AttemptState, LaunchedBy, PlaygroundRow, PlaygroundState, TaskState
+from labyard.store import PlaygroundRow
+from labyard.types import AttemptState, LaunchedBy, Playground, PlaygroundState, TaskState
 
 log = logging.getLogger(__name__)
 PLAYGROUND_GONE = "its playground ended (destroyed or expired)"

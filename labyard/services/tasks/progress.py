@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labyard.services.tasks.records import AttemptRecord
-from labyard.store import AttemptState
+from labyard.types import AttemptState
 
 
 def summarize(records: list[AttemptRecord]) -> list[dict[str, Any]]:

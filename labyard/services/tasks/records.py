@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from labyard.errors import NotFound
 from labyard.services.tasks.spec import AttemptSpec
-from labyard.store import AttemptRow, AttemptState, Database, TaskResultRow, TaskState
+from labyard.store import AttemptRow, Database, TaskResultRow
+from labyard.types import AttemptState, TaskState
 
 _ID = re.compile(r"^a[0-9a-f]{14}$")
 

@@ -27,7 +27,7 @@ from labyard.errors import InvalidInput, LabyardError, NotFound
 from labyard.manifest import Manifest
 from labyard.services.tasks.engine import Attempts
 from labyard.services.tasks.records import AttemptRecord
-from labyard.store import AttemptState, TaskState
+from labyard.types import AttemptState, TaskState
 
 OWNER = "content-test"
 UNSOLVED_TICKS = 5

@@ -13,7 +13,7 @@ from labyard.services.tasks.pool import MachinePool
 from labyard.services.tasks.records import TaskRecord, now
 from labyard.services.tasks.script import sourcing
 from labyard.services.tasks.spec import AttemptSpec
-from labyard.store import TaskState
+from labyard.types import TaskState
 
 
 async def run_init(spec: AttemptSpec, pool: MachinePool) -> dict[str, TaskRecord]:

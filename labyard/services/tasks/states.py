@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from labyard.manifest.env import expand_env
 from labyard.services.tasks.records import AttemptRecord, TaskRecord, now
 from labyard.services.tasks.script import Check, CheckResult
-from labyard.store import TaskState
+from labyard.types import TaskState
 
 FINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
 
