@@ -272,19 +272,8 @@ class Playgrounds:
                 for i, m in enumerate(manifest.machines)
             ]
             session.add(row)
-            if pool_key is not None:
-                return  # warm: metered from its claim (pools.py)
-            open_session(
-                session,
-                launch,
-                owner=spec.owner,
-                plan=admitted.plan_name,
-                playground_id=spec.id,
-                playground_name=manifest.name,
-                machines=len(manifest.machines),
-                started_at=created,
-                restart=False,
-            )
+            if pool_key is None:  # warm: metered from its claim (pools.py)
+                _metered(session, row, launch, admitted, created)
 
     async def _bring_up(self, spec: PlaygroundSpec) -> None:
         connections: dict[str, Connection] = {}
@@ -362,17 +351,7 @@ class Playgrounds:
         row.owner, row.claimed_at, row.created_at, row.updated_at = owner, at, at, at
         row.expires_at = at + timedelta(seconds=admitted.lifetime_s)
         row.client_key = client_key
-        open_session(
-            session,
-            launch,
-            owner=owner,
-            plan=admitted.plan_name,
-            playground_id=row.id,
-            playground_name=row.name,
-            machines=len(row.machines),
-            started_at=at,
-            restart=False,
-        )
+        _metered(session, row, launch, admitted, at)
 
     def set_state(
         self, playground_id: str, state: PlaygroundState, end: EndReason | None = None
@@ -569,3 +548,20 @@ class Playgrounds:
         if state != PlaygroundState.RUNNING:
             raise Conflict(f"playground {playground_id} is {state}, not running")
         return await connect(self.target(playground_id, machine, owner))
+
+
+def _metered(
+    session: Session, row: PlaygroundRow, launch: Launch, admitted: Admitted, at: datetime
+) -> None:
+    """Open the usage session of the playground in `row`, started (or claimed) `at`."""
+    open_session(
+        session,
+        launch,
+        owner=row.owner,
+        plan=admitted.plan_name,
+        playground_id=row.id,
+        playground_name=row.name,
+        machines=len(row.machines),
+        started_at=at,
+        restart=False,
+    )
