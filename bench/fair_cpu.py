@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,14 +39,13 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from start_latency import check_images, private_settings  # beside this script
 
-from labyard.errors import LabyardError, NotFound
-from labyard.images import find_image
-from labyard.manifest import Manifest, load_manifest
+from labyard.errors import LabyardError
+from labyard.manifest import load_manifest
 from labyard.runtime.local import cgroups, oci
 from labyard.runtime.local.names import cgroup_parent, nft_table
 from labyard.services import Labyard, Playground
-from labyard.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_P95_S = 1.0
@@ -87,24 +85,7 @@ class Phase:
 # -- the private instance ------------------------------------------------------------------
 
 
-def private_settings() -> Settings:
-    images_dir = Path(os.environ.get("LABYARD_IMAGES_DIR", "/var/lib/labyard/images"))
-    data_dir = Path(tempfile.mkdtemp(prefix="labyard-bench-"))
-    return Settings(
-        data_dir=data_dir, images_dir=images_dir, database_url=f"sqlite:///{data_dir}/labyard.db"
-    )
-
-
-def check_images(settings: Settings, manifests: Sequence[Manifest]) -> None:
-    """Exit with a clear message when an image a playground needs is not built."""
-    for name in sorted({m.image for manifest in manifests for m in manifest.machines}):
-        try:
-            find_image(settings.images_dir, name)
-        except NotFound:
-            sys.exit(
-                f"error: image {name!r} is not built in {settings.images_dir}.\n"
-                f"Build it first: sudo .venv/bin/labyard image build {name}"
-            )
+# private_settings and check_images are start_latency.py's (the same private instance).
 
 
 async def teardown(labyard: Labyard, keep_data: bool) -> None:
