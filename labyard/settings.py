@@ -1,5 +1,5 @@
 """Where labyard keeps its state and how it runs playgrounds, read once from the environment,
-grouped by feature: the core, the local driver's, billing's and the pools'."""
+grouped by feature: the core, the local and lxd drivers', billing's and the pools'."""
 
 from __future__ import annotations
 
@@ -131,6 +131,58 @@ class LocalSettings:
         )
 
 
+DEFAULT_LXD_SOCKETS = (
+    Path("/var/lib/incus/unix.socket"),
+    Path("/var/snap/lxd/common/lxd/unix.socket"),
+    Path("/var/lib/lxd/unix.socket"),
+)
+
+
+@dataclass(frozen=True)
+class LxdSettings:
+    """The lxd driver's own (runtime/lxd): which LXD or Incus server (or cluster) runs the
+    machines, and where in it. Subnets and egress follow the local group's
+    LABYARD_SUBNET_POOL and LABYARD_EGRESS_ALLOW, which mean the same for every driver."""
+
+    url: str = ""
+    """LABYARD_LXD_URL: `unix:///var/lib/lxd/unix.socket` or `https://host:8443` (any member
+    of a cluster). Empty: the first of Incus's, the snap's and Debian's sockets that exists."""
+    client_cert: Path | None = None
+    """LABYARD_LXD_CLIENT_CERT and LABYARD_LXD_CLIENT_KEY: the certificate labyard proves
+    itself with over HTTPS (`lxc config trust add` it on the server)."""
+    client_key: Path | None = None
+    server_cert: Path | None = None
+    """LABYARD_LXD_SERVER_CERT: pin the server (a cluster's `cluster.crt`) instead of trusting
+    the system's certificate authorities."""
+    project: str = "labyard"
+    """LABYARD_LXD_PROJECT: the LXD project that holds this labyard's machines and images; one
+    per labyard instance (two labyards on one project would reap each other's machines)."""
+    pool: str = "default"
+    """LABYARD_LXD_POOL: the storage pool machines' disks are made in. It must keep disk
+    limits (btrfs, zfs or lvm): on a `dir` pool every start is refused, naming the pool."""
+
+    def server_url(self) -> str:
+        if self.url:
+            return self.url
+        found = next((s for s in DEFAULT_LXD_SOCKETS if s.exists()), DEFAULT_LXD_SOCKETS[-1])
+        return f"unix://{found}"
+
+    @classmethod
+    def from_env(cls) -> LxdSettings:
+        def path(name: str) -> Path | None:
+            value = os.environ.get(name, "").strip()
+            return Path(value) if value else None
+
+        return cls(
+            url=os.environ.get("LABYARD_LXD_URL", "").strip(),
+            client_cert=path("LABYARD_LXD_CLIENT_CERT"),
+            client_key=path("LABYARD_LXD_CLIENT_KEY"),
+            server_cert=path("LABYARD_LXD_SERVER_CERT"),
+            project=os.environ.get("LABYARD_LXD_PROJECT", "").strip() or "labyard",
+            pool=os.environ.get("LABYARD_LXD_POOL", "").strip() or "default",
+        )
+
+
 @dataclass(frozen=True)
 class BillingSettings:
     """Who sells, how buyers pay and how invoices read (services/billing)."""
@@ -198,7 +250,7 @@ class PoolSettings:
 @dataclass(frozen=True)
 class Settings:
     """Where labyard keeps its state and how it runs playgrounds; each feature's own
-    settings are a group of their own (`local`, `billing`, `pools`)."""
+    settings are a group of their own (`local`, `lxd`, `billing`, `pools`)."""
 
     data_dir: Path
     """Database, playground state, SSH keys and runc state live here (one labyard instance)."""
@@ -211,7 +263,8 @@ class Settings:
 
     driver: str = "local"
     """Which runtime runs the machines (LABYARD_DRIVER): `local`, runc system containers on
-    this host; `fake`, plain processes answering SSH, for tests and demos only."""
+    this host; `lxd`, system containers on an LXD or Incus server or cluster (the `lxd`
+    group); `fake`, plain processes answering SSH, for tests and demos only."""
 
     default_lifetime_s: int = 3600
     """How long a playground lives when its manifest does not say."""
@@ -229,6 +282,7 @@ class Settings:
     /healthz turns unhealthy when no round has succeeded for three of them."""
 
     local: LocalSettings = field(default_factory=LocalSettings)
+    lxd: LxdSettings = field(default_factory=LxdSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     pools: PoolSettings = field(default_factory=PoolSettings)
 
@@ -262,6 +316,7 @@ class Settings:
             ports_domain=os.environ.get("LABYARD_PORTS_DOMAIN") or None,
             reconcile_interval_s=_env_reconcile_interval(),
             local=LocalSettings.from_env(),
+            lxd=LxdSettings.from_env(),
             billing=BillingSettings.from_env(),
             pools=PoolSettings.from_env(),
         )

@@ -15,6 +15,10 @@ PACKAGES=(
   postgresql
   fonts-dejavu-core fonts-droid-fallback  # invoice PDFs: Latin etc., and CJK names
 )
+# --lxd: also what the lxd driver's tests run their own LXD daemons with (scripts/test).
+if [ "${1:-}" = --lxd ]; then
+  PACKAGES+=(lxd lxd-client btrfs-progs dnsmasq-base)
+fi
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -16,7 +16,8 @@ import pytest
 from labyard.manifest import Manifest, load_manifest, manifest_from_text
 from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard, Playground
-from labyard.settings import Settings
+from labyard.settings import LxdSettings, Settings
+from tests import lxd_daemon as lxd_daemons
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES_DIR = Path(os.environ.get("LABYARD_IMAGES_DIR", "/var/lib/labyard/images"))
@@ -67,6 +68,25 @@ async def fake_labyard() -> AsyncIterator[Labyard]:
     yield instance
     await dismantle(instance)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lxd_daemon() -> Iterator[lxd_daemons.Daemon]:
+    """A real LXD daemon of the test session's own (tests/lxd_daemon.py), for the lxd driver."""
+    daemon = lxd_daemons.start()
+    yield daemon
+    lxd_daemons.stop(daemon)
+
+
+def lxd_settings(daemon: lxd_daemons.Daemon, data_dir: Path, project: str) -> Settings:
+    """Settings for an lxd driver on `daemon`, its machines in `project`."""
+    return Settings(
+        data_dir=data_dir,
+        images_dir=IMAGES_DIR,
+        database_url=f"sqlite:///{data_dir}/labyard.db",
+        driver="lxd",
+        lxd=LxdSettings(url=daemon.url, project=project, pool=lxd_daemons.POOL),
+    )
 
 
 class Starter:

@@ -2,9 +2,10 @@
 
 from labyard.images.build import build_image
 from labyard.images.recipe import MachineNeeds, ResolvedRecipe, recipe_names, resolve
-from labyard.images.store import Image, find_image, list_images, remove_image
+from labyard.images.store import BuiltImages, Image, find_image, list_images, remove_image
 
 __all__ = [
+    "BuiltImages",
     "Image",
     "MachineNeeds",
     "ResolvedRecipe",

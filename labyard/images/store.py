@@ -149,3 +149,25 @@ def remove_image(images_dir: Path, name: str) -> list[Image]:
     for image in doomed:
         shutil.rmtree(image.path)
     return doomed
+
+
+class BuiltImages:
+    """Image name -> owner of every image a machine can start from (current, with SSH).
+
+    Listing reads every build's image.json and every recipe (~0.1 s): done again only when a
+    build, import, save or removal changed the images directory.
+    """
+
+    def __init__(self, images_dir: Path) -> None:
+        self.images_dir = images_dir
+        self._cached: tuple[int, dict[str, str]] | None = None
+
+    def __call__(self) -> dict[str, str]:
+        try:
+            changed = self.images_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        if self._cached is None or self._cached[0] != changed:
+            found = list_images(self.images_dir)
+            self._cached = (changed, {i.name: i.owner for i in found if i.ssh and i.current})
+        return dict(self._cached[1])

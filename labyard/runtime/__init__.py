@@ -1,6 +1,7 @@
 """Runtime drivers: the one seam to whatever runs the sandboxes (base.py), the optional
 capabilities some drivers have (capabilities.py), and the drivers side by side: `local/`
-(runc system containers on this host) and `fake.py` (for tests and demos)."""
+(runc system containers on this host), `lxd/` (an LXD or Incus server or cluster) and
+`fake/` (for tests and demos)."""
 
 from labyard.runtime.base import (
     Driver,
@@ -28,15 +29,21 @@ __all__ = [
 
 
 def make_driver(name: str, settings: Settings) -> Driver:
-    """The driver called `name` (LABYARD_DRIVER): `local` (the default) or `fake`."""
+    """The driver called `name` (LABYARD_DRIVER): `local` (the default), `lxd` or `fake`."""
     if name == "local":
         from labyard.runtime.local.driver import LocalDriver
 
         return LocalDriver(settings)
+    if name == "lxd":
+        from labyard.runtime.lxd.driver import LxdDriver
+
+        return LxdDriver(settings)
     if name == "fake":
         from labyard.runtime.fake import FakeDriver
 
         return FakeDriver(settings.data_dir / "fake-machines")
     from labyard.errors import InvalidInput
 
-    raise InvalidInput(f"LABYARD_DRIVER={name!r} is no runtime driver (available: local, fake)")
+    raise InvalidInput(
+        f"LABYARD_DRIVER={name!r} is no runtime driver (available: local, lxd, fake)"
+    )

@@ -30,7 +30,8 @@ import pytest
 
 from labyard.runtime.local.names import nft_table
 from labyard.services import Labyard
-from labyard.settings import Settings
+from labyard.settings import LxdSettings, Settings
+from tests import lxd_daemon as lxd_daemons
 from tests.conftest import IMAGES_DIR, REPO
 
 START_DEADLINE_S = 60.0  # generous: a loaded CI box starts Python slowly
@@ -132,8 +133,16 @@ async def _destroy_everything(settings: Settings) -> None:
         labyard.close()
 
 
-def _serve(driver: str) -> Iterator[Server]:
-    """`labyard serve` on a free port, its own data dir, the runtime `driver`."""
+def _serve(driver: str, lxd: LxdSettings | None = None) -> Iterator[Server]:
+    """`labyard serve` on a free port, its own data dir, the runtime `driver` (for `lxd`, on
+    the server and in the project `lxd` gives)."""
+    driver_env = {}
+    if lxd is not None:
+        driver_env = {
+            "LABYARD_LXD_URL": lxd.url,
+            "LABYARD_LXD_POOL": lxd.pool,
+            "LABYARD_LXD_PROJECT": lxd.project,
+        }
     data_dir = Path(tempfile.mkdtemp(prefix="labyard-web-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -142,6 +151,7 @@ def _serve(driver: str) -> Iterator[Server]:
         "LABYARD_DATA_DIR": str(data_dir),
         "LABYARD_IMAGES_DIR": str(IMAGES_DIR),
         "LABYARD_DRIVER": driver,
+        **driver_env,
     }
     env.pop("LABYARD_DATABASE_URL", None)
     log = data_dir / "server.log"
@@ -167,6 +177,7 @@ def _serve(driver: str) -> Iterator[Server]:
             images_dir=IMAGES_DIR,
             database_url=f"sqlite:///{data_dir}/labyard.db",
             driver=driver,
+            lxd=lxd or LxdSettings(),
         )
         asyncio.run(_destroy_everything(settings))
         subprocess.run(
@@ -181,6 +192,13 @@ def _serve(driver: str) -> Iterator[Server]:
 def server() -> Iterator[Server]:
     """A server whose machines are real (the local driver): for what is about machines."""
     yield from _serve("local")
+
+
+@pytest.fixture(scope="session")
+def lxd_server(lxd_daemon: lxd_daemons.Daemon) -> Iterator[Server]:
+    """A server whose machines are LXD system containers, on the session's own LXD daemon
+    (tests/lxd_daemon.py), in a project of its own."""
+    yield from _serve("lxd", LxdSettings(lxd_daemon.url, project="web", pool=lxd_daemons.POOL))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The driver contract (labyard/runtime/base.py), held against every driver: the same promises,
-the same tests, the fake driver and the local one (real runc machines) side by side.
+the same tests, the fake driver, the local one (real runc machines) and the lxd one (a real
+LXD daemon of the session's own) side by side.
 
 A driver here is driven directly, as the services drive it, with nothing above it: its
 machines are reached only through `dial` and SSH with the pinned host key.
@@ -43,8 +44,9 @@ from labyard.runtime.capabilities import MemoryFigures, Snapshots
 from labyard.runtime.fake import FakeDriver
 from labyard.runtime.local.driver import LocalDriver
 from labyard.runtime.local.names import nft_table
+from labyard.runtime.lxd.driver import LxdDriver
 from labyard.settings import Settings
-from tests.conftest import IMAGES_DIR
+from tests.conftest import IMAGES_DIR, lxd_settings
 
 DEADLINE_S = 30.0
 MANIFEST = """\
@@ -79,11 +81,22 @@ async def _kill_fake_init(driver: Driver, playground_id: str, machine: str) -> N
     os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module", params=["fake", "local"])
+async def _kill_lxd_init(driver: Driver, playground_id: str, machine: str) -> None:
+    assert isinstance(driver, LxdDriver)
+    name = f"ly-{playground_id}-{machine}"
+    state = await driver.lxd.get(f"/1.0/instances/{name}/state")
+    os.kill(int(state["pid"]), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module", params=["fake", "local", "lxd"])
 def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
     data_dir = Path(tempfile.mkdtemp(prefix="labyard-contract-"))
     if request.param == "fake":
         yield Engine("fake", lambda: FakeDriver(data_dir / "fake"), _kill_fake_init)
+    elif request.param == "lxd":
+        daemon = request.getfixturevalue("lxd_daemon")
+        settings = lxd_settings(daemon, data_dir, "contract")
+        yield Engine("lxd", lambda: LxdDriver(settings), _kill_lxd_init)
     else:
         settings = Settings(
             data_dir=data_dir, images_dir=IMAGES_DIR, database_url="sqlite:///unused"
@@ -275,7 +288,7 @@ async def test_a_new_driver_lists_and_adopts_a_running_playground(
 
 
 async def test_save_as(driver: Driver) -> None:
-    assert isinstance(driver, Snapshots)  # both drivers here can (a driver without: test_saved)
+    assert isinstance(driver, Snapshots)  # every driver here can (a driver without: test_saved)
     run = new_run()
     await driver.start(run.spec)
     async with await ready(driver, run, "one") as connection:

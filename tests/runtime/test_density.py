@@ -20,8 +20,9 @@ import pytest
 from labyard.errors import InvalidInput, LimitExceeded
 from labyard.manifest import manifest_from_text
 from labyard.runtime.local import host_limits
-from labyard.runtime.local.driver import LocalDriver, _machine_addresses_needed
-from labyard.runtime.local.subnets import MIN_PREFIX, allocate, free_block, prefix_for
+from labyard.runtime.local.driver import LocalDriver
+from labyard.runtime.machine_setup import addresses_needed
+from labyard.runtime.subnets import MIN_PREFIX, allocate, free_block, prefix_for
 from labyard.settings import DEFAULT_SUBNET_POOL, Settings
 from tests.conftest import REPO, Starter
 
@@ -55,7 +56,7 @@ def test_a_network_spans_up_to_its_highest_indexed_machine() -> None:
         + "  - name: first\n    machines: [m0]\n",
         "test.yaml",
     )
-    needed = {n.name: _machine_addresses_needed(manifest, n.name) for n in manifest.networks}
+    needed = {n.name: addresses_needed(manifest, n.name) for n in manifest.networks}
     assert needed == {"all": 16, "ends": 16, "first": 1}
     assert [prefix_for(n) for n in needed.values()] == [27, 27, 28]
 

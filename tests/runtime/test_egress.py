@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from labyard.errors import RuntimeFailure
+from labyard.runtime import egress
+from labyard.runtime.egress import Policy, Target
 from labyard.runtime.local import driver as local_driver
-from labyard.runtime.local import egress
-from labyard.runtime.local.egress import Policy, Target
 from labyard.runtime.local.names import HostNames, nft_table
 from labyard.services import Labyard, Playground
 from labyard.settings import Settings
@@ -291,7 +291,7 @@ async def playgrounds(
     allow = (f"{outside.private}:8000",)
     narrow = json.dumps([outside.private, METADATA, f"{PUBLIC}:8001"])
     with pytest.MonkeyPatch.context() as patch:  # machines, and the rules, get our resolver
-        patch.setattr(local_driver, "_resolv_conf", lambda: f"nameserver {RESOLVER}\n")
+        patch.setattr(local_driver, "host_resolvers", lambda: [RESOLVER])
         open_ = await starter(manifest("eg-open"))
         local = dataclasses.replace(settings.local, egress_allow=allow)
         patch.setattr(labyard.driver, "settings", dataclasses.replace(settings, local=local))

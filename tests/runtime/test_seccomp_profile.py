@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from labyard.errors import RuntimeFailure
-from labyard.runtime.local import seccomp
+from labyard.runtime import seccomp
 
 ARCHES = ("x86_64", "aarch64")
 

@@ -9,19 +9,18 @@ bring a stopped playground back and `destroy` clean up after a start that died h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import shutil
 import signal
 import socket
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
 from labyard.errors import NotFound, RuntimeFailure
-from labyard.images import Image, find_image, list_images
+from labyard.images import BuiltImages, Image, find_image
 from labyard.manifest import Machine, Manifest
+from labyard.runtime import egress
 from labyard.runtime.base import (
     ID_PATTERN,
     Driver,
@@ -31,9 +30,9 @@ from labyard.runtime.base import (
     PlaygroundSpec,
     Started,
 )
+from labyard.runtime.dialing import connect_tcp, uninterrupted
 from labyard.runtime.local import (
     cgroups,
-    egress,
     files,
     firewall,
     host_limits,
@@ -52,6 +51,13 @@ from labyard.runtime.local.names import (
 )
 from labyard.runtime.local.oci import devices, machine_config
 from labyard.runtime.local.runc import Runc
+from labyard.runtime.machine_setup import (
+    Addresses,
+    addresses,
+    addresses_needed,
+    host_resolvers,
+    machine_files,
+)
 from labyard.settings import Settings
 from labyard.types import MachineState
 
@@ -74,7 +80,7 @@ class LocalDriver(Driver):
         self.table = nft_table(settings.instance)
         self.ids = Registry(settings.local.id_ranges_dir)
         self._adopted: dict[str, state.Recorded] = {}
-        self._images: tuple[int, dict[str, str]] | None = None
+        self._built = BuiltImages(settings.images_dir)
         self._starting: set[str] = set()
         """Containers this process is making right now: pending, not stopped."""
         storage.make_traversable(settings.playgrounds_dir)
@@ -93,7 +99,7 @@ class LocalDriver(Driver):
         manifest = spec.manifest
         images = {m.image: find_image(self.settings.images_dir, m.image) for m in manifest.machines}
         names.dir.mkdir(parents=True, exist_ok=True)
-        subnets = await _uninterrupted(asyncio.to_thread(self._ensure_networks, names, manifest))
+        subnets = await uninterrupted(asyncio.to_thread(self._ensure_networks, names, manifest))
         machines = [
             asyncio.ensure_future(
                 self._start_machine(names, spec, index, machine, images[machine.image], subnets)
@@ -115,11 +121,11 @@ class LocalDriver(Driver):
 
     def _ensure_networks(self, names: HostNames, manifest: Manifest) -> list[ipaddress.IPv4Network]:
         """A bridge per network, its block sized for the machine addresses it must hold."""
-        resolvers = [line.split()[1] for line in _resolv_conf().splitlines()]
+        resolvers = host_resolvers()
         policy = egress.policy(manifest.egress, self.settings.local.egress_allow, resolvers)
         subnets = []
         for index, net in enumerate(manifest.networks):
-            hosts = _machine_addresses_needed(manifest, net.name)
+            hosts = addresses_needed(manifest, net.name)
             subnet = network.ensure_bridge(names, index, self.settings.local.subnet_pool, hosts)
             firewall.add_bridge(self.table, names.bridge(index), subnet, policy)
             subnets.append(subnet)
@@ -136,19 +142,19 @@ class LocalDriver(Driver):
     ) -> MachineEndpoint:
         container = names.container(machine.name)
         found = await self.runc.state(container)
-        address = _addresses(spec.manifest, subnets)[machine.name][0][1]
+        address = addresses(spec.manifest, subnets)[machine.name][0][1]
         if found is not None and found.get("status") in ("running", "created", "paused"):
             return MachineEndpoint(machine.name, str(address))  # up, or another start's
         if found is not None:
             await self.runc.delete(container)
         self._starting.add(container)
         try:
-            bundle, ids = await _uninterrupted(
+            bundle, ids = await uninterrupted(
                 asyncio.to_thread(
                     self._prepare_machine, names, spec, index, machine, image, subnets
                 )
             )
-            await _uninterrupted(self._run_machine(container, bundle, ids))
+            await uninterrupted(self._run_machine(container, bundle, ids))
         finally:
             self._starting.discard(container)
         return MachineEndpoint(machine.name, str(address))
@@ -180,7 +186,7 @@ class LocalDriver(Driver):
         for net in spec.manifest.machine_networks(machine.name):
             net_index = [n.name for n in spec.manifest.networks].index(net.name)
             network.attach(names, index, netns_name, net_index, subnets[net_index])
-        _write_machine_files(rootfs, spec, machine, _addresses(spec.manifest, subnets), ids)
+        _write_machine_files(rootfs, spec, machine, addresses(spec.manifest, subnets), ids)
         config = machine_config(
             machine,
             ids=ids,
@@ -234,19 +240,10 @@ class LocalDriver(Driver):
         address = recorded.address(machine) if recorded else None
         if address is None:
             raise NotFound(f"machine {machine!r} of playground {playground_id} is not known here")
-        return await network.connect_tcp(address, port, timeout)
+        return await connect_tcp(address, port, timeout)
 
     def images(self) -> dict[str, str]:
-        # Listing reads every build's image.json and every recipe (~0.1 s): done again only
-        # when a build, import, save or removal changed the images directory.
-        try:
-            changed = self.settings.images_dir.stat().st_mtime_ns
-        except FileNotFoundError:
-            return {}
-        if self._images is None or self._images[0] != changed:
-            found = list_images(self.settings.images_dir)
-            self._images = (changed, {i.name: i.owner for i in found if i.ssh and i.current})
-        return dict(self._images[1])
+        return self._built()
 
     async def save_images(
         self,
@@ -361,88 +358,14 @@ class LocalDriver(Driver):
             self.ids.release(names.id_owner(""))  # only once nothing owned by them is left
 
 
-async def _uninterrupted(step: Awaitable[T]) -> T:
-    """Await a host-changing step to its end even when cancelled, then pass the cancel on.
-
-    A cancelled to_thread() or subprocess keeps running unseen; a rollback started meanwhile
-    would race it (mounting after the unmount, a container appearing after the delete).
-    """
-    task = asyncio.ensure_future(step)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():  # gather() and its caller may cancel more than once
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-        raise
-
-
-def _machine_addresses_needed(manifest: Manifest, network_name: str) -> int:
-    """How many machine addresses (`.2 + manifest index`, see _addresses) a network spans: up
-    to its highest-indexed machine, so machines 0 and 14 alone on a network still need 15."""
-    attached = [
-        index
-        for index, machine in enumerate(manifest.machines)
-        if network_name in [n.name for n in manifest.machine_networks(machine.name)]
-    ]
-    return max(attached, default=-1) + 1
-
-
-def _addresses(
-    manifest: Manifest, subnets: list[ipaddress.IPv4Network]
-) -> dict[str, list[tuple[str, ipaddress.IPv4Address]]]:
-    """Machine -> [(network, address)] in the order of its interfaces."""
-    result: dict[str, list[tuple[str, ipaddress.IPv4Address]]] = {}
-    net_index = {n.name: i for i, n in enumerate(manifest.networks)}
-    for index, machine in enumerate(manifest.machines):
-        result[machine.name] = [
-            (n.name, subnets[net_index[n.name]].network_address + 2 + index)
-            for n in manifest.machine_networks(machine.name)
-        ]
-    return result
-
-
-def _hosts_file(machine: str, addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]]) -> str:
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    mine = {net for net, _ in addresses[machine]}
-    for other, attached in addresses.items():
-        shared = [addr for net, addr in attached if net in mine]
-        if shared:
-            lines.append(f"{shared[0]}\t{other}")
-    return "\n".join(lines) + "\n"
-
-
-def _resolv_conf() -> str:
-    """The host's upstream resolvers; a loopback one would be the machine's own loopback."""
-    try:
-        host = Path("/etc/resolv.conf").read_text().splitlines()
-    except OSError:
-        host = []
-    servers = [
-        line
-        for line in host
-        if line.startswith("nameserver") and not line.split()[1].startswith(("127.", "::1"))
-    ]
-    return "\n".join(servers) + "\n"
-
-
 def _write_machine_files(
     rootfs: Path,
     spec: PlaygroundSpec,
     machine: Machine,
-    addresses: dict[str, list[tuple[str, ipaddress.IPv4Address]]],
+    addresses: Addresses,
     ids: IdRange,
 ) -> None:
-    host_key = spec.host_keys[machine.name]
-    files.write(rootfs, "/etc/hostname", machine.name + "\n", ids=ids)
-    files.write(rootfs, "/etc/hosts", _hosts_file(machine.name, addresses), ids=ids)
-    files.write(rootfs, "/etc/resolv.conf", _resolv_conf(), ids=ids)
-    files.write(rootfs, "/etc/ssh/ssh_host_ed25519_key", host_key, mode=0o600, ids=ids)
-    files.write(
-        rootfs, "/root/.ssh/authorized_keys", spec.authorized_key + "\n", mode=0o600, ids=ids
-    )
-    (files.inside(rootfs, "/root/.ssh")).chmod(0o700)
-    for startup in machine.files:
-        files.write(
-            rootfs, startup.path, startup.data(), int(startup.mode, 8), startup.owner, ids=ids
-        )
+    for written in machine_files(spec, machine, addresses, host_resolvers()):
+        files.write(rootfs, written.path, written.data, written.mode, written.owner, ids=ids)
+        if written.path == "/root/.ssh/authorized_keys":
+            files.inside(rootfs, "/root/.ssh").chmod(0o700)

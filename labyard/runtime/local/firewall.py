@@ -29,7 +29,7 @@ import subprocess
 from pathlib import Path
 
 from labyard.errors import RuntimeFailure
-from labyard.runtime.local.egress import BLOCKED, Policy, Target
+from labyard.runtime.egress import BLOCKED, Policy, Target
 from labyard.runtime.local.network import host_lock
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")

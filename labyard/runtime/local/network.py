@@ -7,11 +7,9 @@ overlapping blocks; their sizes and the search are in subnets.py.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import ipaddress
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,8 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetlinkError, NetNS
 
 from labyard.errors import RuntimeFailure
-from labyard.runtime.local import subnets, userns
+from labyard.runtime import subnets
+from labyard.runtime.local import userns
 from labyard.runtime.local.idmap import IdRange
 from labyard.runtime.local.names import USERNS_DIR, HostNames
 
@@ -279,17 +278,3 @@ def namespace_address(netns_name: str) -> str | None:
     except (ValueError, KeyError, TypeError):
         return None
     return str(found[0]) if found else None
-
-
-async def connect_tcp(address: str, port: int, timeout: float) -> socket.socket:
-    """A connected non-blocking TCP socket to `address:port`, or OSError/TimeoutError."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, (address, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from labyard.manifest import Machine
-from labyard.runtime.local import seccomp
+from labyard.runtime import seccomp
 from labyard.runtime.local.idmap import IdRange
 
 CPU_PERIOD_US = 100_000

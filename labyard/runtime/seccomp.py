@@ -1,4 +1,5 @@
-"""The seccomp filter of a machine: the OCI `linux.seccomp` object runc loads into it.
+"""The seccomp filter of every machine: the syscalls it may make, as the OCI `linux.seccomp`
+object runc loads (`profile`) and as the policy liblxc loads for LXD and Incus (`lxc_policy`).
 
 Derived from Docker's default seccomp profile (profiles/seccomp/default.json in
 github.com/moby/moby, now github.com/moby/profiles; Copyright Docker, Inc. and the Moby
@@ -605,6 +606,7 @@ ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "x86_64": ("SCMP_ARCH_X86_64",),
     "aarch64": ("SCMP_ARCH_AARCH64",),
 }
+LXC_ARCHITECTURES = {"x86_64": "x86_64", "aarch64": "arm64"}
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
@@ -652,3 +654,19 @@ def profile(arch: str | None = None) -> dict[str, Any]:
             {"names": list(NOT_IMPLEMENTED), "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
         ],
     }
+
+
+def lxc_policy(arch: str | None = None) -> str:
+    """The same filter as `profile`, in liblxc's seccomp policy language (version 2), for
+    engines built on liblxc (LXD's and Incus's `raw.seccomp`): unlisted calls fail with EPERM,
+    the keyring calls with ENOSYS."""
+    family = _family(arch)
+    # Rules under the native architecture only: liblxc's compat filters (i386, x32) keep
+    # the default, so 32-bit programs are refused as runc's profile refuses them.
+    lines = ["2", f"allowlist errno {EPERM}", f"[{LXC_ARCHITECTURES[family]}]"]
+    lines += allowed(family)
+    lines += [f"socket allow [0,{SOCKET_FAMILIES_BELOW},SCMP_CMP_LT]"]
+    lines += [f"socket allow [0,{af},SCMP_CMP_EQ]" for af in SOCKET_FAMILIES]
+    lines += [f"personality allow [0,{p},SCMP_CMP_EQ]" for p in PERSONALITIES]
+    lines += [f"{name} errno {ENOSYS}" for name in NOT_IMPLEMENTED]
+    return "\n".join(lines) + "\n"

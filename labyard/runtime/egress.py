@@ -1,7 +1,7 @@
 """What a playground may reach beyond its own networks, resolved when it starts.
 
     policy = the manifest's `egress` ∩ (the internet - BLOCKED + the operator's allow-list)
-             + the host's resolvers on port 53 (machines use them: driver._resolv_conf)
+             + the host's resolvers on port 53 (machines use them: machine_setup.host_resolvers)
 
 Names (in LABYARD_EGRESS_ALLOW or a manifest) are resolved here with getaddrinfo, IPv4
 only: machines get no IPv6 beyond their bridge (firewall.py drops all of it).

@@ -1,0 +1,196 @@
+"""What the driver asks LXD for, as the request bodies of `/1.0`: a machine's instance, a
+playground network's bridge and the network ACL that is its egress policy. Pure functions:
+nothing here talks to a server.
+
+Names: instances `ly-<playground>-<machine>` (LXD refuses names that start with a digit)
+in the driver's project; bridges `lyb<playground><index>` and ACLs `lya<playground><index>`
+in the default project, where bridges must live, marked with the project they serve.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from labyard.manifest import Machine
+from labyard.runtime import seccomp
+from labyard.runtime.egress import BLOCKED, Policy
+
+PLAYGROUND = "user.labyard.playground"
+MACHINE = "user.labyard.machine"
+PROJECT = "user.labyard.project"
+WANTED = "user.labyard.wanted"
+"""`running` from the start that made or started it until a stop says `stopped`: an
+instance that is not running while this says `running` ended by itself (`failed`)."""
+SSH_DEVICE = "labyard-ssh"
+"""The proxy device through which the control plane reaches the machine's sshd."""
+INTERNET = ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def instance_name(playground_id: str, machine: str) -> str:
+    return f"ly-{playground_id}-{machine}"
+
+
+def bridge_name(playground_id: str, index: int) -> str:
+    return f"lyb{playground_id}{index:x}"
+
+
+def acl_name(playground_id: str, index: int) -> str:
+    return f"lya{playground_id}{index:x}"
+
+
+def instance(
+    *,
+    project: str,
+    playground_id: str,
+    machine: Machine,
+    alias: str,
+    pool: str,
+    bridges: list[str],
+    addresses: list[ipaddress.IPv4Address],
+    subnets: list[ipaddress.IPv4Network],
+    ssh_listen: str,
+) -> dict[str, Any]:
+    """The body of `POST /1.0/instances` for one machine: its limits, its own id range, its
+    static addresses (set by liblxc before init, as the local driver does: no DHCP), its disk
+    and the proxy device to its sshd."""
+    devices: dict[str, dict[str, str]] = {
+        "root": {"type": "disk", "path": "/", "pool": pool, "size": f"{machine.disk}B"},
+        SSH_DEVICE: {
+            "type": "proxy",
+            "listen": ssh_listen,
+            "connect": "tcp:127.0.0.1:22",
+            "bind": "host",
+        },
+    }
+    raw_lxc = []
+    for index, (bridge, address, subnet) in enumerate(
+        zip(bridges, addresses, subnets, strict=True)
+    ):
+        devices[f"eth{index}"] = {
+            "type": "nic",
+            "nictype": "bridged",
+            "parent": bridge,
+            "name": f"eth{index}",
+        }
+        raw_lxc.append(f"lxc.net.{index}.ipv4.address = {address}/{subnet.prefixlen}")
+        if index == 0:
+            raw_lxc.append(f"lxc.net.0.ipv4.gateway = {subnet.network_address + 1}")
+    return {
+        "name": instance_name(playground_id, machine.name),
+        "type": "container",
+        "source": {"type": "image", "alias": alias},
+        "config": {
+            PLAYGROUND: playground_id,
+            MACHINE: machine.name,
+            PROJECT: project,
+            WANTED: "running",
+            "security.idmap.isolated": "true",
+            "security.nesting": "true",  # dockerd, podman and k3s run their own containers
+            "limits.memory": f"{machine.memory}B",
+            "limits.memory.swap": "false",
+            "limits.cpu": str(max(1, math.ceil(machine.cpus))),
+            "limits.cpu.allowance": f"{max(1, round(machine.cpus * 100))}ms/100ms",
+            "limits.processes": str(machine.processes),
+            "raw.lxc": "\n".join(raw_lxc),
+            "raw.seccomp": seccomp.lxc_policy(),  # the local driver's allow-list
+        },
+        "devices": devices,
+    }
+
+
+def bridge(
+    *,
+    project: str,
+    playground_id: str,
+    name: str,
+    subnet: ipaddress.IPv4Network,
+    acl: str,
+    egress: bool,
+) -> dict[str, Any]:
+    """A bridge for one playground network: no DHCP (addresses are static), no IPv6, NAT
+    only with egress, and its ACL the only way out (anything it does not allow is rejected)."""
+    return {
+        "name": name,
+        "type": "bridge",
+        "config": {
+            PLAYGROUND: playground_id,
+            PROJECT: project,
+            "ipv4.address": f"{subnet.network_address + 1}/{subnet.prefixlen}",
+            "ipv4.nat": "true" if egress else "false",
+            "ipv4.dhcp": "false",
+            "ipv6.address": "none",
+            "security.acls": acl,
+            "security.acls.default.egress.action": "reject",
+            "security.acls.default.ingress.action": "reject",
+        },
+    }
+
+
+def acl(
+    *,
+    project: str,
+    playground_id: str,
+    name: str,
+    policy: Policy | None,
+    never: Iterable[ipaddress.IPv4Network],
+) -> dict[str, Any]:
+    """The egress policy as allow rules only: LXD applies every reject before any allow, so
+    the exceptions the operator grants inside BLOCKED are cut into the allowed ranges rather
+    than layered on top. `never` (the member's own addresses, every playground's subnets) is
+    cut out of everything, the operator's exceptions included."""
+    rules: list[dict[str, str]] = []
+    if policy is not None:
+        never = list(never)
+        for target in policy.allowed:
+            rules += _allow(_without(target.network, never), target.port)
+        if policy.only is None:
+            open_ = _without(INTERNET, [*BLOCKED, *never])
+            rules += _allow(open_, None)
+        else:
+            for target in policy.only:
+                rules += _allow(_without(target.network, [*BLOCKED, *never]), target.port)
+        for resolver in policy.resolvers:
+            rules += _allow([ipaddress.IPv4Network(resolver)], 53)
+    return {
+        "name": name,
+        "description": f"egress of labyard playground {playground_id}",
+        "config": {PLAYGROUND: playground_id, PROJECT: project},
+        "egress": rules,
+        "ingress": [],
+    }
+
+
+def _without(
+    network: ipaddress.IPv4Network, holes: Iterable[ipaddress.IPv4Network]
+) -> list[ipaddress.IPv4Network]:
+    pieces = [network]
+    for hole in holes:
+        next_pieces: list[ipaddress.IPv4Network] = []
+        for piece in pieces:
+            if not piece.overlaps(hole):
+                next_pieces.append(piece)
+            elif not piece.subnet_of(hole):
+                next_pieces += piece.address_exclude(hole)
+        pieces = next_pieces
+    return sorted(ipaddress.collapse_addresses(pieces))
+
+
+def _allow(networks: list[ipaddress.IPv4Network], port: int | None) -> list[dict[str, str]]:
+    if not networks:
+        return []
+    destination = ",".join(str(n) for n in networks)
+    if port is None:
+        return [{"action": "allow", "destination": destination, "state": "enabled"}]
+    return [
+        {
+            "action": "allow",
+            "destination": destination,
+            "protocol": protocol,
+            "destination_port": str(port),
+            "state": "enabled",
+        }
+        for protocol in ("tcp", "udp")
+    ]

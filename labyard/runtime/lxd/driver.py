@@ -1,0 +1,703 @@
+"""The `lxd` driver: each machine a system container on an LXD (>= 5.0) or Incus (>= 6.0)
+server or cluster, through its REST API.
+
+A start: the image uploaded once (images.py) -> a bridge per playground network, with an ACL
+that is its egress policy (config.py) -> per machine, an instance made from the image with
+its limits, its own id range and a static address, the files written in, then started.
+All of a playground's machines run on one member. The control plane reaches each machine's
+sshd through a `proxy` device listening on its member's address (`dial`): the only port it
+needs, since everything else rides on SSH. Instances, bridges and ACLs carry the playground's
+id and the project in `user.labyard.*` keys, which is how `list` and `destroy` find them
+with or without adoption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import collections
+import contextlib
+import ipaddress
+import random
+import socket
+import urllib.parse
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from labyard.errors import InvalidInput, NotFound, RuntimeFailure
+from labyard.images import BuiltImages, find_image
+from labyard.manifest import Machine
+from labyard.runtime import egress, subnets
+from labyard.runtime.base import (
+    ID_PATTERN,
+    Driver,
+    DriverState,
+    MachineEndpoint,
+    MachineStatus,
+    PlaygroundSpec,
+    Started,
+)
+from labyard.runtime.dialing import connect_tcp, uninterrupted
+from labyard.runtime.lxd import config, images
+from labyard.runtime.lxd.client import Endpoint, Lxd, LxdError
+from labyard.runtime.machine_setup import (
+    MachineFile,
+    addresses,
+    addresses_needed,
+    machine_files,
+    owner_ids,
+)
+from labyard.settings import Settings
+from labyard.types import MachineState
+
+T = TypeVar("T")
+
+VERSION = "1"
+STOP_GRACE_S = 10
+SSH_PORTS = (20000, 60000)
+"""Member ports the proxy devices to machines' sshd listen on (picked at random, again
+when the one picked is taken)."""
+QUOTA_POOLS = ("btrfs", "zfs", "lvm", "ceph")
+"""Storage drivers that keep a root disk's `size`; `dir` ignores it with a warning."""
+DEFAULT_PROJECT = "default"
+"""Where bridges and ACLs live: LXD makes only OVN networks inside other projects."""
+
+
+@dataclass(frozen=True)
+class RecordedMachine:
+    instance: str
+    host: str
+    """The member address its proxy device listens on."""
+    port: int
+    address: str
+    """On its first playground network, for users."""
+
+
+def _record(playground_id: str, project: str, machines: dict[str, RecordedMachine]) -> DriverState:
+    return {
+        "driver": "lxd",
+        "version": VERSION,
+        "project": project,
+        "playground": playground_id,
+        "machines": {name: asdict(m) for name, m in machines.items()},
+    }
+
+
+class LxdDriver(Driver):
+    name = "lxd"
+    version = VERSION
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        lxd = settings.lxd
+        endpoint = Endpoint(lxd.server_url(), lxd.client_cert, lxd.client_key, lxd.server_cert)
+        self.lxd = Lxd(endpoint, lxd.project)
+        self.project = lxd.project
+        self._adopted: dict[str, dict[str, RecordedMachine]] = {}
+        self._starting: set[str] = set()
+        """Instances this process is making or starting right now: pending, not failed."""
+        self._built = BuiltImages(settings.images_dir)
+        self._saved: dict[str, str] = {}
+        """Saved images on the server (name -> owner), as last read."""
+        self._image_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._network_lock = asyncio.Lock()
+        """Subnets are picked from what the server has: one pick at a time in this process."""
+        self._create_lock = asyncio.Lock()
+        """LXD 5.0.2 gives instances made at the same moment overlapping id ranges (and then
+        cannot start them): one creation at a time."""
+        self._checked = False
+
+    # -- the server, once ----------------------------------------------------------------
+
+    async def _check(self) -> None:
+        """The project exists (made on first use) and the pool keeps disk limits."""
+        if self._checked:
+            return
+        try:
+            await self.lxd.get(f"/1.0/projects/{self.project}", project=False)
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+            features = {"features.images": "true", "features.profiles": "true"}
+            with contextlib.suppress(LxdError):  # made by a concurrent start is fine
+                await self.lxd.request(
+                    "POST",
+                    "/1.0/projects",
+                    body={"name": self.project, "config": features},
+                    project=False,
+                )
+        pool_name = self.settings.lxd.pool
+        try:
+            pool = await self.lxd.get(f"/1.0/storage-pools/{pool_name}")
+        except LxdError as exc:
+            raise RuntimeFailure(
+                f"the LXD storage pool {pool_name!r} (LABYARD_LXD_POOL) does not exist: {exc}"
+            ) from exc
+        if pool.get("driver") not in QUOTA_POOLS:
+            raise RuntimeFailure(
+                f"the LXD storage pool {pool_name!r} is a {pool.get('driver')} pool, which cannot "
+                "keep a machine's disk limit; give LABYARD_LXD_POOL a btrfs, zfs or lvm pool "
+                f"(a loop file will do: lxc storage create labyard btrfs size=100GiB)",
+                reason="pool_without_quotas",
+            )
+        await self._saved_images()
+        self._checked = True
+
+    # -- start ---------------------------------------------------------------------------
+
+    async def start(self, spec: PlaygroundSpec) -> Started:
+        _check_id(spec.id)
+        await self._check()
+        manifest = spec.manifest
+        aliases = {m.image: await self._image_alias(m.image) for m in manifest.machines}
+        found = await self._instances(spec.id)
+        member = await self._place(found)
+        nets = await uninterrupted(self._ensure_networks(spec, member))
+        subnets_ = [subnet for _, subnet in nets]
+        placed = addresses(manifest, subnets_)
+        host = await self._listen_host(member)
+        machines = [
+            asyncio.ensure_future(
+                self._start_machine(
+                    spec,
+                    machine,
+                    aliases[machine.image],
+                    found.get(machine.name),
+                    member,
+                    host,
+                    nets,
+                    placed,
+                )
+            )
+            for machine in manifest.machines
+        ]
+        try:
+            recorded = await asyncio.gather(*machines)
+        except BaseException:
+            for task in machines:
+                task.cancel()
+            await asyncio.wait(machines)
+            raise
+        by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
+        self._adopted[spec.id] = by_name
+        endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]
+        return Started(endpoints, _record(spec.id, self.project, by_name))
+
+    async def _image_alias(self, name: str) -> str:
+        try:
+            image = find_image(self.settings.images_dir, name)
+        except NotFound:
+            if name in await self._saved_images():
+                return name
+            raise
+        return await images.ensure_image(self.lxd, image, self._image_locks[name])
+
+    async def _place(self, found: dict[str, dict[str, Any]]) -> str | None:
+        """The member a playground's machines run on: where it already is, else the online
+        member with the fewest labyard machines; None on a server that is no cluster."""
+        if not (await self.lxd.server()).clustered:
+            return None
+        for instance in found.values():
+            return str(instance.get("location"))
+        members = await self.lxd.get("/1.0/cluster/members", recursion="1", project=False)
+        online = [str(m["server_name"]) for m in members if m.get("status") == "Online"]
+        if not online:
+            raise RuntimeFailure("no member of the LXD cluster is online")
+        every = await self.lxd.get("/1.0/instances", recursion="1")
+        count = collections.Counter(str(i.get("location")) for i in every)
+        return min(online, key=lambda m: (count[m], m))
+
+    async def _listen_host(self, member: str | None) -> str:
+        """The address a machine's proxy device listens on: its member's, as the cluster
+        knows it; the server's own for a single server (127.0.0.1 over its unix socket)."""
+        if member is not None:
+            info = await self.lxd.get(f"/1.0/cluster/members/{member}", project=False)
+            return str(urllib.parse.urlparse(str(info["url"])).hostname)
+        parsed = urllib.parse.urlparse(self.lxd.endpoint.url)
+        return "127.0.0.1" if parsed.scheme == "unix" else str(parsed.hostname)
+
+    async def _ensure_networks(
+        self, spec: PlaygroundSpec, member: str | None
+    ) -> list[tuple[str, ipaddress.IPv4Network]]:
+        """(bridge, subnet) per playground network, made when missing."""
+        manifest = spec.manifest
+        async with self._network_lock:
+            every = await self.lxd.request(
+                "GET", "/1.0/networks", params={"project": DEFAULT_PROJECT, "recursion": "1"}
+            )
+            existing = {str(n["name"]): _subnet_of(n) for n in every}
+            used = [subnet for subnet in existing.values() if subnet is not None]
+            used += await self._host_addresses(member)  # the member's own, LXD's or not
+            result = []
+            for index, net in enumerate(manifest.networks):
+                name = config.bridge_name(spec.id, index)
+                known = existing.get(name)
+                if known is not None:
+                    result.append((name, known))
+                    continue
+                subnet = subnets.allocate(
+                    self.settings.local.subnet_pool, addresses_needed(manifest, net.name), used
+                )
+                used.append(subnet)
+                await self._make_network(spec, index, name, subnet, member)
+                result.append((name, subnet))
+        return result
+
+    async def _make_network(
+        self,
+        spec: PlaygroundSpec,
+        index: int,
+        name: str,
+        subnet: ipaddress.IPv4Network,
+        member: str | None,
+    ) -> None:
+        gateway = subnet.network_address + 1
+        policy = egress.policy(
+            spec.manifest.egress, self.settings.local.egress_allow, [str(gateway)]
+        )
+        never = [self.settings.local.subnet_pool, *await self._host_addresses(member)]
+        acl_name = config.acl_name(spec.id, index)
+        acl = config.acl(
+            project=self.project, playground_id=spec.id, name=acl_name, policy=policy, never=never
+        )
+        await self._create("/1.0/network-acls", acl)
+        body = config.bridge(
+            project=self.project,
+            playground_id=spec.id,
+            name=name,
+            subnet=subnet,
+            acl=acl_name,
+            egress=policy is not None,
+        )
+        if (await self.lxd.server()).clustered:
+            for each in await self._member_names():  # pending on every member, then made
+                await self._create(
+                    "/1.0/networks", {"name": name, "type": "bridge", "config": {}}, target=each
+                )
+        await self._create("/1.0/networks", body)
+
+    async def _create(self, path: str, body: dict[str, Any], target: str | None = None) -> None:
+        """POST in the default project; one already there (a start that died half-way,
+        or a concurrent one) is fine."""
+        params = {"project": DEFAULT_PROJECT, **({"target": target} if target else {})}
+        try:
+            await self.lxd.request("POST", path, body=body, params=params)
+        except LxdError as exc:
+            if exc.status != 409 and "already exists" not in str(exc):
+                raise
+
+    async def _host_addresses(self, member: str | None) -> list[ipaddress.IPv4Network]:
+        """Every IPv4 address of the member's own interfaces (the host a machine must never
+        reach, as the local driver's fib rule keeps it from its host)."""
+        params = {"project": DEFAULT_PROJECT, **({"target": member} if member else {})}
+        names = await self.lxd.request("GET", "/1.0/networks", params=params)
+        found = []
+        for url in names:
+            state = await self.lxd.request("GET", f"{url}/state", params=params)
+            for address in (state or {}).get("addresses", []):
+                if address.get("family") == "inet":
+                    found.append(ipaddress.IPv4Network(f"{address['address']}/32"))
+        return found
+
+    async def _member_names(self) -> list[str]:
+        members = await self.lxd.get("/1.0/cluster/members", recursion="1", project=False)
+        return [str(m["server_name"]) for m in members]
+
+    async def _start_machine(
+        self,
+        spec: PlaygroundSpec,
+        machine: Machine,
+        alias: str,
+        found: dict[str, Any] | None,
+        member: str | None,
+        host: str,
+        nets: list[tuple[str, ipaddress.IPv4Network]],
+        placed: dict[str, list[tuple[str, ipaddress.IPv4Address]]],
+    ) -> RecordedMachine:
+        name = config.instance_name(spec.id, machine.name)
+        mine = placed[machine.name]
+        net_index = {n.name: i for i, n in enumerate(spec.manifest.networks)}
+        bridges = [nets[net_index[net]][0] for net, _ in mine]
+        machine_subnets = [nets[net_index[net]][1] for net, _ in mine]
+        gateway = machine_subnets[0].network_address + 1 if machine_subnets else None
+        self._starting.add(name)
+        try:
+            if found is None:
+                port = random.randrange(*SSH_PORTS)
+                body = config.instance(
+                    project=self.project,
+                    playground_id=spec.id,
+                    machine=machine,
+                    alias=alias,
+                    pool=self.settings.lxd.pool,
+                    bridges=bridges,
+                    addresses=[address for _, address in mine],
+                    subnets=machine_subnets,
+                    ssh_listen=f"tcp:{host}:{port}",
+                )
+                target = {"target": member} if member else {}
+                async with self._create_lock:
+                    await uninterrupted(
+                        self.lxd.request("POST", "/1.0/instances", body=body, params=target)
+                    )
+                resolvers = [str(gateway)] if gateway else []
+                written = machine_files(spec, machine, placed, resolvers)
+                await uninterrupted(self._write_files(name, machine.image, written))
+            else:
+                port = _port_of(found)
+                if found.get("status") in ("Running", "Frozen"):
+                    return RecordedMachine(name, host, port, str(mine[0][1]) if mine else "")
+                await self._set_wanted(name, "running")
+            port = await uninterrupted(self._start_instance(name, host, port))
+        finally:
+            self._starting.discard(name)
+        return RecordedMachine(name, host, port, str(mine[0][1]) if mine else "")
+
+    async def _start_instance(self, name: str, host: str, port: int) -> int:
+        """Start it; when its proxy's port is taken on the member, move to another one."""
+        for _ in range(5):
+            try:
+                await self.lxd.request(
+                    "PUT", f"/1.0/instances/{name}/state", body={"action": "start"}
+                )
+                return port
+            except LxdError as exc:
+                if "address already in use" not in str(exc).lower():
+                    raise RuntimeFailure(
+                        f"machine {name} did not start: {exc}", detail=await self._errors(name)
+                    ) from exc
+            port = random.randrange(*SSH_PORTS)
+            instance = await self.lxd.get(f"/1.0/instances/{name}")
+            device = instance["devices"][config.SSH_DEVICE]
+            device["listen"] = f"tcp:{host}:{port}"
+            await self.lxd.request(
+                "PATCH", f"/1.0/instances/{name}", body={"devices": instance["devices"]}
+            )
+        raise RuntimeFailure(f"no free port on {host} for the SSH proxy of {name}")
+
+    async def _errors(self, name: str) -> str:
+        """The error lines of the instance's liblxc log: why it did not start."""
+        try:
+            log = await self.lxd.download(f"/1.0/instances/{name}/logs/lxc.log")
+        except LxdError:
+            return ""
+        lines = log.decode(errors="replace").splitlines()
+        return "\n".join(line for line in lines if " ERROR " in line)[-4000:]
+
+    async def _write_files(self, name: str, image: str, written: list[MachineFile]) -> None:
+        made: set[str] = {"/", "/etc", "/root", "/etc/ssh"}
+        for each in written:
+            parents = []
+            parent = each.path.rsplit("/", 1)[0] or "/"
+            while parent not in made:
+                parents.append(parent)
+                parent = parent.rsplit("/", 1)[0] or "/"
+            for directory in reversed(parents):
+                mode = 0o700 if directory == "/root/.ssh" else 0o755
+                await self._push(name, directory, b"", mode, (0, 0), "directory")
+                made.add(directory)
+            ids = self._owner_ids(image, each.owner)
+            await self._push(name, each.path, each.data, each.mode, ids, "file")
+        # binfmt_misc cannot be mounted in an LXD container, so systemd-binfmt fails and the
+        # machine would boot `degraded`; nothing in a lab needs foreign binary formats.
+        mask = "/etc/systemd/system/systemd-binfmt.service"
+        await self._push(name, mask, b"/dev/null", 0o777, (0, 0), "symlink")
+
+    async def _push(
+        self, name: str, path: str, data: bytes, mode: int, ids: tuple[int, int], kind: str
+    ) -> None:
+        headers = await self.lxd.headers(
+            uid=str(ids[0]), gid=str(ids[1]), mode=f"{mode:04o}", type=kind, write="overwrite"
+        )
+        await self.lxd.request(
+            "POST",
+            f"/1.0/instances/{name}/files",
+            content=data,
+            params={"path": path},
+            headers={"Content-Type": "application/octet-stream", **headers},
+        )
+
+    def _owner_ids(self, image: str, owner: str) -> tuple[int, int]:
+        """`user[:group]` as the machine's numeric ids, read from the image's own tables."""
+        user, _, group = owner.partition(":")
+        if user in ("root", "0") and group in ("", "root", "0"):
+            return 0, 0
+        try:
+            rootfs = find_image(self.settings.images_dir, image).rootfs
+        except NotFound as exc:
+            raise InvalidInput(
+                f"a startup file owned by {owner!r} needs image {image!r}'s user table, which "
+                "only a built image has; give the owner as numbers (uid:gid)"
+            ) from exc
+        return owner_ids(rootfs, owner)
+
+    # -- observe -------------------------------------------------------------------------
+
+    async def _instances(self, playground_id: str) -> dict[str, dict[str, Any]]:
+        """Machine name -> the instance's record (with its status and location)."""
+        found = await self.lxd.get(
+            "/1.0/instances",
+            recursion="1",
+            filter=f"config.{config.PLAYGROUND} eq {playground_id}",
+        )
+        return {
+            str(i["config"].get(config.MACHINE)): i
+            for i in found
+            if i.get("config", {}).get(config.PLAYGROUND) == playground_id
+        }
+
+    async def _networks(self, playground_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Bridge name -> network of this project's playgrounds (of one, if given)."""
+        found = await self.lxd.request(
+            "GET", "/1.0/networks", params={"project": DEFAULT_PROJECT, "recursion": "1"}
+        )
+        return {
+            str(n["name"]): n
+            for n in found
+            if n.get("config", {}).get(config.PROJECT) == self.project
+            and playground_id in (None, n["config"].get(config.PLAYGROUND))
+        }
+
+    async def _acls(self) -> dict[str, str]:
+        """ACL name -> the playground it is for, of this project."""
+        found = await self.lxd.request(
+            "GET", "/1.0/network-acls", params={"project": DEFAULT_PROJECT, "recursion": "1"}
+        )
+        return {
+            str(a["name"]): str(a["config"].get(config.PLAYGROUND))
+            for a in found
+            if a.get("config", {}).get(config.PROJECT) == self.project
+        }
+
+    async def status(self, playground_id: str) -> dict[str, MachineStatus]:
+        _check_id(playground_id)
+        found = await self._instances(playground_id)
+        return {machine: self._status(machine, i) for machine, i in sorted(found.items())}
+
+    def _status(self, machine: str, instance: dict[str, Any]) -> MachineStatus:
+        status = instance.get("status")
+        if status in ("Running", "Frozen"):
+            return MachineStatus(MachineState.RUNNING)
+        if instance["name"] in self._starting or status == "Starting":
+            return MachineStatus(MachineState.PENDING)
+        if status == "Error":
+            where = instance.get("location") or "the server"
+            return MachineStatus(
+                MachineState.FAILED,
+                f"the server holding machine {machine} ({where}) is unreachable",
+            )
+        if instance["config"].get(config.WANTED) == "running":
+            return MachineStatus(
+                MachineState.FAILED, f"machine {machine} stopped by itself (its init ended)"
+            )
+        return MachineStatus(MachineState.STOPPED)
+
+    def adopt(self, playground_id: str, state: DriverState) -> DriverState:
+        _check_id(playground_id)
+        if state.get("driver") != "lxd" or state.get("version") != VERSION:
+            raise RuntimeFailure(
+                f"playground {playground_id} was not started by this lxd driver "
+                f"(its state says {state.get('driver')!r}, version {state.get('version')!r})"
+            )
+        machines = {
+            name: RecordedMachine(**recorded) for name, recorded in state["machines"].items()
+        }
+        self._adopted[playground_id] = machines
+        return _record(playground_id, str(state.get("project", self.project)), machines)
+
+    async def dial(
+        self, playground_id: str, machine: str, port: int = 22, timeout: float = 10.0
+    ) -> socket.socket:
+        recorded = self._adopted.get(playground_id, {}).get(machine)
+        if recorded is None:
+            raise NotFound(f"machine {machine!r} of playground {playground_id} is not known here")
+        if port != 22:
+            raise ConnectionRefusedError(
+                f"the lxd driver reaches only a machine's sshd; port {port} rides on SSH"
+            )
+        return await connect_tcp(recorded.host, recorded.port, timeout)
+
+    def images(self) -> dict[str, str]:
+        return {**self._built(), **self._saved}
+
+    async def _saved_images(self) -> dict[str, str]:
+        self._saved = await images.saved_images(self.lxd)
+        return self._saved
+
+    async def machine_memory(self, playground_id: str) -> dict[str, int]:
+        found = await self._instances(playground_id)
+        used = {}
+        for machine, instance in found.items():
+            state = await self.lxd.get(f"/1.0/instances/{instance['name']}/state")
+            used[machine] = int(((state or {}).get("memory") or {}).get("usage", 0))
+        return used
+
+    async def list(self) -> list[str]:
+        found = await self.lxd.get("/1.0/instances", recursion="1")
+        ids = {str(i.get("config", {}).get(config.PLAYGROUND, "")) for i in found}
+        ids |= {str(n["config"].get(config.PLAYGROUND)) for n in (await self._networks()).values()}
+        ids |= set((await self._acls()).values())
+        with contextlib.suppress(LxdError):
+            await self._saved_images()  # images() then knows what another process saved
+        return sorted(i for i in ids if ID_PATTERN.match(i))
+
+    # -- stop and destroy ----------------------------------------------------------------
+
+    async def stop(self, playground_id: str, now: bool = False) -> None:
+        _check_id(playground_id)
+        found = await self._instances(playground_id)
+        await asyncio.gather(*(self._stop_instance(i["name"], now) for i in found.values()))
+
+    async def _stop_instance(self, name: str, now: bool) -> None:
+        await self._set_wanted(name, "stopped")  # its init ending from now on is this stop's
+        body = {"action": "stop", "timeout": STOP_GRACE_S, "force": now}
+        try:
+            await self.lxd.request("PUT", f"/1.0/instances/{name}/state", body=body)
+        except LxdError as exc:
+            if "already stopped" in str(exc) or exc.status == 404:
+                return
+            if now:
+                raise
+            await self.lxd.request(  # it did not halt in time
+                "PUT", f"/1.0/instances/{name}/state", body={"action": "stop", "force": True}
+            )
+
+    async def _set_wanted(self, name: str, wanted: str) -> None:
+        await self.lxd.request(
+            "PATCH", f"/1.0/instances/{name}", body={"config": {config.WANTED: wanted}}
+        )
+
+    async def destroy(self, playground_id: str) -> None:
+        _check_id(playground_id)
+        found = await self._instances(playground_id)
+        await asyncio.gather(*(self._delete_instance(i) for i in found.values()))
+        for name in await self._networks(playground_id):
+            await self._delete(f"/1.0/networks/{name}")
+        for name, owner in (await self._acls()).items():
+            if owner == playground_id:
+                await self._delete(f"/1.0/network-acls/{name}")
+        self._adopted.pop(playground_id, None)
+
+    async def _delete_instance(self, instance: dict[str, Any]) -> None:
+        name = instance["name"]
+        if instance.get("status") != "Stopped":
+            with contextlib.suppress(LxdError):
+                await self.lxd.request(
+                    "PUT", f"/1.0/instances/{name}/state", body={"action": "stop", "force": True}
+                )
+        try:
+            await self.lxd.request("DELETE", f"/1.0/instances/{name}")
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+
+    async def _delete(self, path: str) -> None:
+        try:
+            await self.lxd.request("DELETE", path, params={"project": DEFAULT_PROJECT})
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+
+    # -- save-as and fork ----------------------------------------------------------------
+
+    async def save_images(
+        self,
+        playground_id: str,
+        images_: dict[str, str],
+        *,
+        running: bool,
+        owner: str,
+        description: str,
+    ) -> None:
+        if playground_id not in self._adopted:
+            raise NotFound(f"playground {playground_id} is not known here")
+        found = await self._instances(playground_id)
+        made: list[str] = []
+        try:
+            for machine, image in images_.items():
+                await self._publish(found[machine]["name"], image, running, owner, description)
+                made.append(image)
+        except BaseException:
+            await self._remove(made)
+            raise
+        await self._saved_images()
+
+    async def _publish(
+        self, name: str, image: str, running: bool, owner: str, description: str
+    ) -> None:
+        source: dict[str, str] = {"type": "instance", "name": name}
+        if running:  # a snapshot is the machine as a power cut would leave it
+            await self.lxd.request(
+                "POST", f"/1.0/instances/{name}/snapshots", body={"name": "labyard-save"}
+            )
+            source = {"type": "snapshot", "name": f"{name}/labyard-save"}
+        try:
+            await self.lxd.request(
+                "POST",
+                "/1.0/images",
+                body={
+                    "source": source,
+                    "public": False,
+                    "compression_algorithm": "none",  # gzip of a rootfs: minutes, for a copy
+                    "properties": {
+                        images.SAVED: "true",
+                        images.OWNER: owner,
+                        "description": description,
+                    },
+                    "aliases": [{"name": image, "description": description}],
+                },
+            )
+        finally:
+            if running:
+                with contextlib.suppress(LxdError):
+                    await self.lxd.request(
+                        "DELETE", f"/1.0/instances/{name}/snapshots/labyard-save"
+                    )
+
+    def remove_images(self, images_: builtins.list[str]) -> None:
+        asyncio.run(self._remove_with_own_client(images_))
+
+    async def _remove_with_own_client(self, images_: builtins.list[str]) -> None:
+        # Called in a thread of its own: a client of its own, on that thread's loop.
+        lxd = Lxd(self.lxd.endpoint, self.project)
+        try:
+            await _remove_images(lxd, images_)
+        finally:
+            await lxd.aclose()
+        for image in images_:
+            self._saved.pop(image, None)
+
+    async def _remove(self, images_: builtins.list[str]) -> None:
+        await _remove_images(self.lxd, images_)
+        for image in images_:
+            self._saved.pop(image, None)
+
+
+async def _remove_images(lxd: Lxd, names: list[str]) -> None:
+    for name in names:
+        fingerprint = await images.alias_target(lxd, name)
+        if fingerprint is None:
+            continue
+        try:
+            await lxd.request("DELETE", f"/1.0/images/{fingerprint}")
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+
+
+def _check_id(playground_id: str) -> None:
+    if not ID_PATTERN.match(playground_id):
+        raise NotFound(f"no playground {playground_id!r}")
+
+
+def _subnet_of(network: dict[str, Any]) -> ipaddress.IPv4Network | None:
+    address = network.get("config", {}).get("ipv4.address", "")
+    try:
+        return ipaddress.IPv4Interface(address).network
+    except ValueError:
+        return None
+
+
+def _port_of(instance: dict[str, Any]) -> int:
+    listen = instance.get("devices", {}).get(config.SSH_DEVICE, {}).get("listen", "")
+    return int(listen.rsplit(":", 1)[1]) if listen else 0
