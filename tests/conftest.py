@@ -89,6 +89,16 @@ def lxd_settings(daemon: lxd_daemons.Daemon, data_dir: Path, project: str) -> Se
     )
 
 
+@pytest.fixture(scope="session")
+async def lxd_labyard(lxd_daemon: lxd_daemons.Daemon) -> AsyncIterator[Labyard]:
+    """A labyard instance of its own on the lxd driver (the session's LXD daemon)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="labyard-test-lxd-"))
+    instance = Labyard(lxd_settings(lxd_daemon, data_dir, "services"))
+    yield instance
+    await dismantle(instance)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 class Starter:
     """Starts playgrounds for one test and destroys them after it."""
 

@@ -84,6 +84,8 @@ class Server:
     """`http://127.0.0.1:PORT`, no trailing slash."""
     data_dir: Path
     accounts: list[Account] = field(default_factory=list)
+    lxd: LxdSettings | None = None
+    """For a server on the lxd driver: where its machines are."""
 
     @property
     def ws_url(self) -> str:
@@ -164,7 +166,7 @@ def _serve(driver: str, lxd: LxdSettings | None = None) -> Iterator[Server]:
         )
     try:
         _wait_healthy(url, process, log)
-        yield Server(url, data_dir)
+        yield Server(url, data_dir, lxd=lxd)
     finally:
         process.terminate()
         try:

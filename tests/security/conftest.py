@@ -1,5 +1,6 @@
 """The escape suite's machines: one `linux` and one `docker` playground for the whole
-package, each case run from root in both. Limits are small so exhaustion cases end fast."""
+package, on each driver that runs machines for strangers (local and lxd), each case run
+from root in all four. Limits are small so exhaustion cases end fast."""
 
 from __future__ import annotations
 
@@ -83,8 +84,19 @@ async def _until_ready(machine: Machine) -> None:
         await asyncio.sleep(0.5)
 
 
+@pytest.fixture(scope="package", params=["local", "lxd"])
+def engine(request: pytest.FixtureRequest) -> Labyard:
+    """The labyard instance whose machines the cases attack: every case runs against the
+    local driver's runc machines and the lxd driver's LXD containers."""
+    found: Labyard = request.getfixturevalue(
+        "labyard" if request.param == "local" else "lxd_labyard"
+    )
+    return found
+
+
 @pytest.fixture(scope="package")
-async def machines(labyard: Labyard) -> AsyncIterator[dict[str, Machine]]:
+async def machines(engine: Labyard) -> AsyncIterator[dict[str, Machine]]:
+    labyard = engine
     started = []
     try:
         for image in ("linux", "docker"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from labyard.runtime.lxd.driver import LxdDriver
 from tests.security.conftest import Machine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -72,9 +73,13 @@ async def test_root_inside_is_unprivileged_outside(machine: Machine) -> None:
     inside, outside, count = (int(x) for x in out.split()[:3])
     assert inside == 0 and outside >= 1 << 16 and count == 65536, out
     # From the host, the machine's init runs as that unprivileged host user.
-    container = f"{machine.playground.id}-m"
-    state = await machine.labyard.driver.runc.state(container)  # type: ignore[attr-defined]
-    assert state is not None
-    status = Path(f"/proc/{state['pid']}/status").read_text()
+    driver = machine.labyard.driver
+    if isinstance(driver, LxdDriver):
+        pid = (await driver.lxd.get(f"/1.0/instances/ly-{machine.playground.id}-m/state"))["pid"]
+    else:
+        state = await driver.runc.state(f"{machine.playground.id}-m")  # type: ignore[attr-defined]
+        assert state is not None
+        pid = state["pid"]
+    status = Path(f"/proc/{pid}/status").read_text()
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1:] == [str(outside)] * 4, uid_line

@@ -3,7 +3,7 @@ playground network's bridge and the network ACL that is its egress policy. Pure 
 nothing here talks to a server.
 
 Names: instances `ly-<playground>-<machine>` (LXD refuses names that start with a digit)
-in the driver's project; bridges `lyb<playground><index>` and ACLs `lya<playground><index>`
+in the driver's project; bridges `lyx<playground><index>` and ACLs `lya<playground><index>`
 in the default project, where bridges must live, marked with the project they serve.
 """
 
@@ -34,7 +34,9 @@ def instance_name(playground_id: str, machine: str) -> str:
 
 
 def bridge_name(playground_id: str, index: int) -> str:
-    return f"lyb{playground_id}{index:x}"
+    # Not `lyb`: the local driver's nftables rules match its bridges by that prefix, and a
+    # host may run both drivers.
+    return f"lyx{playground_id}{index:x}"
 
 
 def acl_name(playground_id: str, index: int) -> str:
@@ -134,14 +136,20 @@ def acl(
     project: str,
     playground_id: str,
     name: str,
+    subnet: ipaddress.IPv4Network,
     policy: Policy | None,
     never: Iterable[ipaddress.IPv4Network],
 ) -> dict[str, Any]:
     """The egress policy as allow rules only: LXD applies every reject before any allow, so
     the exceptions the operator grants inside BLOCKED are cut into the allowed ranges rather
     than layered on top. `never` (the member's own addresses, every playground's subnets) is
-    cut out of everything, the operator's exceptions included."""
-    rules: list[dict[str, str]] = []
+    cut out of everything, the operator's exceptions included.
+
+    LXD filters traffic between instances on one bridge too: the playground's own network
+    is allowed both ways, all of it but the gateway (the host), egress or not."""
+    gateway = ipaddress.IPv4Network(f"{subnet.network_address + 1}/32")
+    neighbours = _without(subnet, [gateway])
+    rules = _allow(neighbours, None)
     if policy is not None:
         never = list(never)
         for target in policy.allowed:
@@ -159,7 +167,9 @@ def acl(
         "description": f"egress of labyard playground {playground_id}",
         "config": {PLAYGROUND: playground_id, PROJECT: project},
         "egress": rules,
-        "ingress": [],
+        "ingress": [
+            {"action": "allow", "source": ",".join(map(str, neighbours)), "state": "enabled"}
+        ],
     }
 
 

@@ -227,7 +227,7 @@ class LxdDriver(Driver):
             )
             existing = {str(n["name"]): _subnet_of(n) for n in every}
             used = [subnet for subnet in existing.values() if subnet is not None]
-            used += await self._host_addresses(member)  # the member's own, LXD's or not
+            used += await self._host_addresses(member, whole=True)  # LXD's or not
             result = []
             for index, net in enumerate(manifest.networks):
                 name = config.bridge_name(spec.id, index)
@@ -258,7 +258,12 @@ class LxdDriver(Driver):
         never = [self.settings.local.subnet_pool, *await self._host_addresses(member)]
         acl_name = config.acl_name(spec.id, index)
         acl = config.acl(
-            project=self.project, playground_id=spec.id, name=acl_name, policy=policy, never=never
+            project=self.project,
+            playground_id=spec.id,
+            name=acl_name,
+            subnet=subnet,
+            policy=policy,
+            never=never,
         )
         await self._create("/1.0/network-acls", acl)
         body = config.bridge(
@@ -286,9 +291,12 @@ class LxdDriver(Driver):
             if exc.status != 409 and "already exists" not in str(exc):
                 raise
 
-    async def _host_addresses(self, member: str | None) -> list[ipaddress.IPv4Network]:
+    async def _host_addresses(
+        self, member: str | None, whole: bool = False
+    ) -> list[ipaddress.IPv4Network]:
         """Every IPv4 address of the member's own interfaces (the host a machine must never
-        reach, as the local driver's fib rule keeps it from its host)."""
+        reach, as the local driver's fib rule keeps it from its host); with `whole`, the
+        networks they are on (which a new bridge's subnet must not overlap)."""
         params = {"project": DEFAULT_PROJECT, **({"target": member} if member else {})}
         names = await self.lxd.request("GET", "/1.0/networks", params=params)
         found = []
@@ -296,7 +304,9 @@ class LxdDriver(Driver):
             state = await self.lxd.request("GET", f"{url}/state", params=params)
             for address in (state or {}).get("addresses", []):
                 if address.get("family") == "inet":
-                    found.append(ipaddress.IPv4Network(f"{address['address']}/32"))
+                    prefix = address.get("netmask", "32") if whole else "32"
+                    interface = ipaddress.IPv4Interface(f"{address['address']}/{prefix}")
+                    found.append(interface.network)
         return found
 
     async def _member_names(self) -> list[str]:
