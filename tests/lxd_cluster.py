@@ -96,12 +96,23 @@ class Cluster:
         member.process.wait()
 
     def restart(self, name: str) -> None:
-        """Start a killed member's daemon again (same dir, same netns) and wait until ready."""
+        """Start a killed member's daemon again (same dir, same netns), wait until it is ready
+        and until another running member sees it ONLINE."""
         member = self.member(name)
         if member.process.poll() is None:
             raise RuntimeError(f"the daemon of {name} is still running")
         member.process = _spawn(member.dir, member.netns)
         _wait_ready(member)
+        # Ready is not yet ONLINE to the others: that takes a heartbeat (about 1.5 s).
+        observer = next(
+            (
+                other
+                for other in self.members
+                if other is not member and other.process.poll() is None
+            ),
+            member,
+        )
+        _wait_online(observer, [name], 60)
 
 
 def start(pool_size: str = "30GiB", prefix: str = "lyc") -> Cluster:
@@ -140,7 +151,7 @@ def start(pool_size: str = "30GiB", prefix: str = "lyc") -> Cluster:
         _preseed(first, _bootstrap_preseed(first, pool_size))
         token = _run(["lxc", "cluster", "add", second.name], first.env).stdout.split()[-1]
         _preseed(second, _join_preseed(second, first, token, pool_size))
-        _wait_online(cluster, 60)
+        _wait_online(first, list(NAMES), 60)
     except BaseException as exc:
         logs = _logs(cluster)
         stop(cluster)
@@ -263,20 +274,20 @@ def _preseed(member: Member, preseed: str) -> None:
 
 
 def member_states(member: Member) -> dict[str, str]:
-    """Each member's status (ONLINE, OFFLINE, ...) as `member` sees the cluster."""
+    """Each member's status as `member` sees the cluster: ONLINE, OFFLINE, EVACUATED, ..."""
     listing = _run(["lxc", "cluster", "list", "--format", "json"], member.env).stdout
-    return {entry["server_name"]: entry["status"] for entry in json.loads(listing)}
+    return {entry["server_name"]: entry["status"].upper() for entry in json.loads(listing)}
 
 
-def _wait_online(cluster: Cluster, timeout: float) -> None:
+def _wait_online(observer: Member, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        states = member_states(cluster.members[0])
-        if all(states.get(member.name) == "ONLINE" for member in cluster.members):
+        states = member_states(observer)
+        if all(states.get(name) == "ONLINE" for name in names):
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"members not ONLINE: {states}")
-        time.sleep(0.5)
+            raise RuntimeError(f"members not ONLINE as {observer.name} sees them: {states}")
+        time.sleep(0.25)
 
 
 def _run(
@@ -297,9 +308,8 @@ def _ip(*args: str) -> None:
 def _logs(cluster: Cluster) -> str:
     parts = []
     for member in cluster.members:
-        for log in ("daemon.out", "lxd.log"):
-            with contextlib.suppress(OSError):
-                parts.append(f"--- {member.name} {log}\n{(member.dir / log).read_text()[-4000:]}")
+        with contextlib.suppress(OSError):  # lxd.log and more: stderr has any panic too
+            parts.append(f"--- {member.name}\n{(member.dir / 'daemon.out').read_text()[-4000:]}")
     return "\n".join(parts)
 
 
@@ -341,8 +351,9 @@ def _check_network_free(prefix: str) -> None:
 
 
 def _teardown(prefix: str, base: Path | None) -> None:
-    """Kill every process of the cluster, then take away its cgroups, mounts, loop devices,
-    namespaces, links, directories and lock directories."""
+    """Kill every process of the cluster (those in its network namespaces, those using `base`,
+    and all in the daemons' mount namespaces), then take away the containers' cgroups, mounts,
+    loop devices, namespaces, links, directories and lock directories."""
     netnses = [f"{prefix}-{name}" for name in NAMES]
     present = set(_run(["ip", "netns", "list"], dict(os.environ)).stdout.split())
     pids: set[int] = set()
@@ -355,8 +366,8 @@ def _teardown(prefix: str, base: Path | None) -> None:
                 ).stdout.split()
             }
     if base is not None:
-        pids |= set(_processes_mentioning(f"{base}/"))
-    _kill(pids)
+        pids |= _processes_using(base)
+    _kill(_with_namespace_mates(pids))
     if base is not None:
         _unmount_under(base)
         _detach_loops_under(base)
@@ -470,15 +481,43 @@ def _lxc_pivots() -> set[Path]:
     )
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
+def _processes_using(base: Path) -> set[int]:
+    """Processes whose command line, working directory or open files are under `base`: the
+    daemons, container monitors, dnsmasq, and a forkproxy (its log is there) that a killed
+    daemon left behind in a container's namespaces with no parent but init."""
+    prefix = f"{base}/"
+    found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            if text.encode() in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
+            if prefix.encode() in (proc / "cmdline").read_bytes() or any(
+                os.readlink(link).startswith(prefix)
+                for link in [proc / "cwd", *(proc / "fd").iterdir()]
+            ):
+                found.add(int(proc.name))
     return found
+
+
+def _with_namespace_mates(pids: set[int]) -> set[int]:
+    """`pids` and every process in their mount namespaces other than the host's: a daemon's
+    namespace is made by its `unshare -m`, so all in it are the daemon's."""
+    host = {_namespace(os.getpid(), "mnt"), _namespace(1, "mnt"), ""}
+    namespaces = {_namespace(pid, "mnt") for pid in pids} - host
+    if not namespaces:
+        return set(pids)
+    return set(pids) | {
+        int(proc.name)
+        for proc in Path("/proc").iterdir()
+        if proc.name.isdigit() and _namespace(int(proc.name), "mnt") in namespaces
+    }
+
+
+def _namespace(pid: int, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return ""
 
 
 def _unmount_under(base: Path) -> None:

@@ -57,6 +57,9 @@ class PlaygroundSpec:
     """Machine name -> OpenSSH private host key, so the control plane can pin each one."""
     owner: str = ""
     """Who asked for it: a label only, for drivers that tag resources."""
+    region: str = ""
+    """Where it should run, for drivers with several places (an LXD cluster group): tried
+    first; elsewhere, with `Started.notice` saying so, when it is full or down. "": anywhere."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Started:
     machines: list[MachineEndpoint]
     state: DriverState
     """What the driver needs to find this playground again (see `Driver.adopt`)."""
+    notice: str = ""
+    """One sentence for the user when it runs somewhere they would not expect (another
+    region than theirs, because theirs was full or down); "" otherwise."""
 
 
 class Driver(abc.ABC):

@@ -6,6 +6,7 @@ driver without the capability gets a `Conflict` that says so (HTTP 409, CLI exit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from labyard.errors import Conflict
@@ -45,3 +46,37 @@ class MemoryFigures(Protocol):
 def lacks(driver: Driver, what: str) -> Conflict:
     """The error for asking `driver` to do `what`, which none of its capabilities covers."""
     return Conflict(f"the {driver.name} runtime cannot {what}", reason="not_supported")
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One server of a driver that runs machines on several."""
+
+    name: str
+    groups: tuple[str, ...]
+    """The engine's groups it is in: regions are made of these."""
+    state: str
+    """`online`, `offline` (unreachable) or `evacuated` (taking no playgrounds)."""
+    playgrounds: int
+    memory_free: int | None
+    """Bytes; None when the member did not answer."""
+    memory_total: int | None
+    address: str
+
+
+@runtime_checkable
+class Cluster(Protocol):
+    """Machines on several servers: which there are, and draining one of them."""
+
+    async def members(self) -> list[ClusterMember]:
+        """Every member, as it is now (an unreachable one says so; this never hangs on it)."""
+
+    async def playgrounds_on(self, member: str) -> list[str]:
+        """Ids of the playgrounds whose machines are on `member`."""
+
+    async def move(self, playground_id: str, away_from: str) -> str:
+        """Move a stopped playground's machines, disks and all, to another member that can
+        hold it; the member it went to. The caller stores the state a `start` then returns."""
+
+    async def set_evacuated(self, member: str, evacuated: bool) -> None:
+        """Take `member` out of placement (evacuated) or put it back."""

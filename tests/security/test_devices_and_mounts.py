@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from labyard.runtime.lxd.driver import LxdDriver
 from tests.security.conftest import Machine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -47,9 +48,11 @@ async def test_host_filesystems_cannot_be_mounted(machine: Machine) -> None:
     )
     await machine.refused(f"mount -t ext4 /dev/block/{major}:{minor} /mnt/b")
     await machine.refused("mount -t ext4 /dev/vda /mnt/b || mount -t ext4 /dev/sda /mnt/b")
-    # What the machine sees as / is its own overlay, not the host's disk.
+    # What the machine sees as / is its own: an overlay (local), a subvolume of the LXD
+    # pool (lxd, whose pool is btrfs here), never the host's disk.
     out = await machine.ok("findmnt -n -o FSTYPE /")
-    assert out.strip() == "overlay", out
+    own = "btrfs" if isinstance(machine.labyard.driver, LxdDriver) else "overlay"
+    assert out.strip() == own, out
     await machine.refused(f"test -e {os.getcwd()}/pyproject.toml")  # the host's files
 
 

@@ -64,7 +64,12 @@ async def test_no_system_wide_perf_events(machine: Machine) -> None:
     assert code == 0 and "own cpu time True" in out, out
     assert "perf -1 EPERM" in out, out
     # The machine's own CPU accounting stays readable: the harmless kind of measurement.
-    await machine.ok("cat /sys/fs/cgroup/cpuacct/cpuacct.usage || cat /sys/fs/cgroup/cpu.stat")
+    # (cgroup v1's cpuacct as runc mounts it; cgroup v2's own cpu.stat, which liblxc mounts
+    # at unified/ on a hybrid host; or a cgroup v2 host)
+    await machine.ok(
+        "cat /sys/fs/cgroup/cpuacct/cpuacct.usage || cat /sys/fs/cgroup/unified/cpu.stat"
+        " || cat /sys/fs/cgroup/cpu.stat"
+    )
 
 
 MODULE = """

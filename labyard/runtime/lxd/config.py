@@ -60,6 +60,9 @@ def instance(
     and the proxy device to its sshd."""
     devices: dict[str, dict[str, str]] = {
         "root": {"type": "disk", "path": "/", "pool": pool, "size": f"{machine.disk}B"},
+        # The local driver's fixed device set beyond LXD's own: VPNs and FUSE filesystems.
+        "tun": {"type": "unix-char", "path": "/dev/net/tun"},
+        "fuse": {"type": "unix-char", "path": "/dev/fuse"},
         SSH_DEVICE: {
             "type": "proxy",
             "listen": ssh_listen,

@@ -24,7 +24,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from labyard.errors import InvalidInput, NotFound, RuntimeFailure
+from labyard.errors import InvalidInput, LimitExceeded, NotFound, RuntimeFailure
 from labyard.images import BuiltImages, find_image
 from labyard.manifest import Machine
 from labyard.runtime import egress, subnets
@@ -37,6 +37,7 @@ from labyard.runtime.base import (
     PlaygroundSpec,
     Started,
 )
+from labyard.runtime.capabilities import ClusterMember
 from labyard.runtime.dialing import connect_tcp, uninterrupted
 from labyard.runtime.lxd import config, images
 from labyard.runtime.lxd.client import Endpoint, Lxd, LxdError
@@ -57,6 +58,8 @@ STOP_GRACE_S = 10
 SSH_PORTS = (20000, 60000)
 """Member ports the proxy devices to machines' sshd listen on (picked at random, again
 when the one picked is taken)."""
+MEMBER_TIMEOUT_S = 3.0
+"""How long a member gets to say how it is before it counts as unreachable."""
 QUOTA_POOLS = ("btrfs", "zfs", "lvm", "ceph")
 """Storage drivers that keep a root disk's `size`; `dir` ignores it with a warning."""
 DEFAULT_PROJECT = "default"
@@ -151,7 +154,7 @@ class LxdDriver(Driver):
         manifest = spec.manifest
         aliases = {m.image: await self._image_alias(m.image) for m in manifest.machines}
         found = await self._instances(spec.id)
-        member = await self._place(found)
+        member, notice = await self._place(spec, found)
         nets = await uninterrupted(self._ensure_networks(spec, member))
         subnets_ = [subnet for _, subnet in nets]
         placed = addresses(manifest, subnets_)
@@ -181,7 +184,7 @@ class LxdDriver(Driver):
         by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
         self._adopted[spec.id] = by_name
         endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]
-        return Started(endpoints, _record(spec.id, self.project, by_name))
+        return Started(endpoints, _record(spec.id, self.project, by_name), notice)
 
     async def _image_alias(self, name: str) -> str:
         try:
@@ -192,20 +195,39 @@ class LxdDriver(Driver):
             raise
         return await images.ensure_image(self.lxd, image, self._image_locks[name])
 
-    async def _place(self, found: dict[str, dict[str, Any]]) -> str | None:
-        """The member a playground's machines run on: where it already is, else the online
-        member with the fewest labyard machines; None on a server that is no cluster."""
+    async def _place(
+        self, spec: PlaygroundSpec, found: dict[str, dict[str, Any]]
+    ) -> tuple[str | None, str]:
+        """(member, notice): where a playground's machines run. Where they already are; else
+        the online member of `spec.region` with the most free memory that holds them all,
+        else such a member elsewhere, with a notice; None on a server that is no cluster."""
         if not (await self.lxd.server()).clustered:
-            return None
+            return None, ""
         for instance in found.values():
-            return str(instance.get("location"))
-        members = await self.lxd.get("/1.0/cluster/members", recursion="1", project=False)
-        online = [str(m["server_name"]) for m in members if m.get("status") == "Online"]
-        if not online:
-            raise RuntimeFailure("no member of the LXD cluster is online")
-        every = await self.lxd.get("/1.0/instances", recursion="1")
-        count = collections.Counter(str(i.get("location")) for i in every)
-        return min(online, key=lambda m: (count[m], m))
+            return str(instance.get("location")), ""
+        need = sum(m.memory for m in spec.manifest.machines)
+        roomy = [
+            m for m in await self.members() if m.state == "online" and (m.memory_free or 0) >= need
+        ]
+        if spec.region:
+            theirs = [m for m in roomy if spec.region in m.groups]
+            if theirs:
+                return _roomiest(theirs).name, ""
+        if not roomy:
+            raise LimitExceeded(
+                "no server of the cluster has room for this playground now "
+                f"({need >> 20} MiB of memory); try again in a few minutes",
+                reason="cluster_full",
+            )
+        chosen = _roomiest(roomy)
+        if not spec.region:
+            return chosen.name, ""
+        elsewhere = ", ".join(g for g in chosen.groups if g != "default") or chosen.name
+        notice = (
+            f"the servers of region {spec.region} are full or unreachable, so this "
+            f"playground runs in {elsewhere}: it may feel slower"
+        )
+        return chosen.name, notice
 
     async def _listen_host(self, member: str | None) -> str:
         """The address a machine's proxy device listens on: its member's, as the cluster
@@ -227,7 +249,7 @@ class LxdDriver(Driver):
             )
             existing = {str(n["name"]): _subnet_of(n) for n in every}
             used = [subnet for subnet in existing.values() if subnet is not None]
-            used += await self._host_addresses(member, whole=True)  # LXD's or not
+            used += await self._every_host_address(whole=True)  # LXD's or not
             result = []
             for index, net in enumerate(manifest.networks):
                 name = config.bridge_name(spec.id, index)
@@ -255,7 +277,7 @@ class LxdDriver(Driver):
         policy = egress.policy(
             spec.manifest.egress, self.settings.local.egress_allow, [str(gateway)]
         )
-        never = [self.settings.local.subnet_pool, *await self._host_addresses(member)]
+        never = [self.settings.local.subnet_pool, *await self._every_host_address()]
         acl_name = config.acl_name(spec.id, index)
         acl = config.acl(
             project=self.project,
@@ -290,6 +312,18 @@ class LxdDriver(Driver):
         except LxdError as exc:
             if exc.status != 409 and "already exists" not in str(exc):
                 raise
+
+    async def _every_host_address(self, whole: bool = False) -> list[ipaddress.IPv4Network]:
+        """`_host_addresses` of every member: a bridge exists on each of them, and a
+        playground may be moved to any."""
+        if not (await self.lxd.server()).clustered:
+            return await self._host_addresses(None, whole)
+        found = []
+        for member in await self._member_names():
+            with contextlib.suppress(LxdError, TimeoutError):
+                async with asyncio.timeout(MEMBER_TIMEOUT_S):
+                    found += await self._host_addresses(member, whole)
+        return found
 
     async def _host_addresses(
         self, member: str | None, whole: bool = False
@@ -608,6 +642,107 @@ class LxdDriver(Driver):
             if exc.status != 404:
                 raise
 
+    # -- a cluster -----------------------------------------------------------------------
+
+    async def members(self) -> builtins.list[ClusterMember]:
+        server = await self.lxd.server()
+        instances = await self.lxd.get("/1.0/instances", recursion="1")
+        per_member: dict[str, set[str]] = collections.defaultdict(set)
+        for instance in instances:
+            playground = instance.get("config", {}).get(config.PLAYGROUND)
+            if playground:
+                per_member[str(instance.get("location") or "none")].add(str(playground))
+        if not server.clustered:
+            memory = await self._memory(None)
+            name = "none"
+            return [ClusterMember(name, (), "online", len(per_member[name]), *memory, "127.0.0.1")]
+        listed = await self.lxd.get("/1.0/cluster/members", recursion="1", project=False)
+        found = []
+        for member, memory in zip(
+            listed,
+            await asyncio.gather(*(self._memory(str(m["server_name"])) for m in listed)),
+            strict=True,
+        ):
+            name = str(member["server_name"])
+            state = {"Online": "online", "Evacuated": "evacuated"}.get(member.get("status"), "")
+            if state == "online" and memory[0] is None:
+                state = "offline"  # its daemon is gone; the heartbeat has not noticed yet
+            found.append(
+                ClusterMember(
+                    name,
+                    tuple(member.get("groups") or ()),
+                    state or "offline",
+                    len(per_member[name]),
+                    *memory,
+                    str(urllib.parse.urlparse(str(member.get("url"))).hostname),
+                )
+            )
+        return found
+
+    async def _memory(self, member: str | None) -> tuple[int | None, int | None]:
+        """(free, total) bytes of memory on `member`; (None, None) when it does not answer
+        within MEMBER_TIMEOUT_S (a member whose daemon died still looks online for a while)."""
+        path = f"/1.0/cluster/members/{member}/state" if member else "/1.0/resources"
+        try:
+            async with asyncio.timeout(MEMBER_TIMEOUT_S):
+                state = await self.lxd.get(path, project=False)
+        except (LxdError, TimeoutError):
+            return None, None
+        if member is None:
+            memory = state.get("memory", {})
+            return int(memory.get("total", 0)) - int(memory.get("used", 0)), memory.get("total")
+        info = state.get("sysinfo", {})
+        free = int(info.get("free_ram", 0)) + int(info.get("buffered_ram", 0))
+        return free, int(info.get("total_ram", 0))
+
+    async def playgrounds_on(self, member: str) -> builtins.list[str]:
+        instances = await self.lxd.get("/1.0/instances", recursion="1")
+        return sorted(
+            {
+                str(i["config"][config.PLAYGROUND])
+                for i in instances
+                if i.get("location") == member and config.PLAYGROUND in i.get("config", {})
+            }
+        )
+
+    async def move(self, playground_id: str, away_from: str) -> str:
+        found = await self._instances(playground_id)
+        await asyncio.gather(*(self._stop_instance(i["name"], now=True) for i in found.values()))
+        members = [m for m in await self.members() if m.state == "online" and m.name != away_from]
+        need = sum(
+            int(str(i["config"].get("limits.memory", "0B")).rstrip("B") or 0)
+            for i in found.values()
+        )
+        roomy = [m for m in members if (m.memory_free or 0) >= need]
+        if not roomy:
+            raise LimitExceeded(
+                f"no other server of the cluster has room for playground {playground_id}",
+                reason="cluster_full",
+            )
+        target = _roomiest(roomy)
+        for instance in found.values():
+            name = instance["name"]
+            await self.lxd.request(
+                "POST",
+                f"/1.0/instances/{name}",
+                body={"name": name, "migration": True, "live": False},
+                params={"target": target.name},
+            )
+            moved = await self.lxd.get(f"/1.0/instances/{name}")
+            device = moved["devices"][config.SSH_DEVICE]
+            device["listen"] = f"tcp:{target.address}:{_port_of(moved)}"
+            await self.lxd.request(
+                "PATCH", f"/1.0/instances/{name}", body={"devices": moved["devices"]}
+            )
+        self._adopted.pop(playground_id, None)  # its machines answer elsewhere now
+        return target.name
+
+    async def set_evacuated(self, member: str, evacuated: bool) -> None:
+        action = "evacuate" if evacuated else "restore"
+        await self.lxd.request(
+            "POST", f"/1.0/cluster/members/{member}/state", body={"action": action}, project=False
+        )
+
     # -- save-as and fork ----------------------------------------------------------------
 
     async def save_images(
@@ -693,6 +828,10 @@ async def _remove_images(lxd: Lxd, names: list[str]) -> None:
         except LxdError as exc:
             if exc.status != 404:
                 raise
+
+
+def _roomiest(members: builtins.list[ClusterMember]) -> ClusterMember:
+    return min(members, key=lambda m: (-(m.memory_free or 0), m.playgrounds, m.name))
 
 
 def _check_id(playground_id: str) -> None:
