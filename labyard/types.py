@@ -154,6 +154,9 @@ class Playground:
     machines: list[MachineView]
     created_at: datetime
     expires_at: datetime
+    notice: str = ""
+    """Said once, by the start that made it: where it runs when that is not the learner's
+    region (theirs was full or down). Not stored."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,6 +168,7 @@ class Playground:
             "machines": [asdict(m) for m in self.machines],
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
+            **({"notice": self.notice} if self.notice else {}),
         }
 
     @classmethod
@@ -183,4 +187,5 @@ class Playground:
             machines=machines,
             created_at=datetime.fromisoformat(data["created_at"]),
             expires_at=datetime.fromisoformat(data["expires_at"]),
+            notice=str(data.get("notice", "")),
         )

@@ -22,11 +22,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from labyard.api.deps import LabyardDep, UserDep
+from labyard.api.deps import LabyardDep, UserDep, client_country
 from labyard.services import Labyard
 from labyard.services.tasks.audience import RESYNC, Event
 
@@ -52,7 +52,7 @@ class InputRequest(BaseModel):
 
 @router.post("/attempts", status_code=201)
 async def start_attempt(
-    body: StartRequest, response: Response, labyard: LabyardDep, user: UserDep
+    body: StartRequest, request: Request, response: Response, labyard: LabyardDep, user: UserDep
 ) -> dict[str, Any]:
     """Start the content's playground, run its init tasks and begin checking its tasks
     (429 when over the plan)."""
@@ -62,7 +62,8 @@ async def start_attempt(
     if existing is not None:
         response.status_code = 200
         return existing.to_json()
-    record = await attempts.start(item, user.owner, launch=user.launch())
+    launch = user.launch(country=client_country(request))
+    record = await attempts.start(item, user.owner, launch=launch)
     return record.to_json()
 
 

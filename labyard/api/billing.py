@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from labyard.api.deps import LabyardDep, UserDep
-from labyard.api.pricing import client_country
+from labyard.api.deps import LabyardDep, UserDep, client_country
 from labyard.errors import BadWebhook
 
 router = APIRouter(prefix="/api", tags=["billing"])

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 
 from labyard.errors import CsrfFailed, Unauthenticated
 from labyard.services import Labyard, User
+from labyard.services.geo import country_of
 
 SESSION_COOKIE = "labyard_session"
 CSRF_COOKIE = "labyard_csrf"
@@ -85,3 +86,9 @@ def websocket_user(websocket: WebSocket) -> User:
 
 LabyardDep = Annotated[Labyard, Depends(get_labyard)]
 UserDep = Annotated[User, Depends(current_user)]
+
+
+def client_country(request: HTTPConnection) -> str | None:
+    """The visitor's country (ISO 3166-1 alpha-2), or None when it cannot be told (a
+    private or loopback address, say): for prices and for the region a playground runs in."""
+    return country_of(request.client.host if request.client else None)

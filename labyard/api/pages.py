@@ -52,7 +52,9 @@ async def start(request: Request) -> Response:
     try:
         await check_csrf(request)
         name = str((await request.form()).get("name", ""))
-        playground = await start_playground(StartRequest(name=name), get_labyard(request), user)
+        playground = await start_playground(
+            StartRequest(name=name), request, get_labyard(request), user
+        )
     except LabyardError as exc:  # CsrfFailed included
         context = {"catalog": _catalog(request), "error": exc.message}
         return render(request, "catalog.html", context, exc.http_status)

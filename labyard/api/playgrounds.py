@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from labyard.api.deps import LabyardDep, UserDep
+from labyard.api.deps import LabyardDep, UserDep, client_country
 from labyard.api.health import START_SECONDS, STARTS
 from labyard.errors import Forbidden, InvalidInput, LimitExceeded
 from labyard.manifest import Manifest, manifest_from_text
@@ -56,7 +56,7 @@ def _manifest(body: StartRequest, labyard: Any) -> Manifest:
 
 @router.post("/playgrounds", status_code=201)
 async def start_playground(
-    body: StartRequest, labyard: LabyardDep, user: UserDep
+    body: StartRequest, request: Request, labyard: LabyardDep, user: UserDep
 ) -> dict[str, Any]:
     """Start a playground; returns once every machine answers. Over the plan: 429 (403 for
     an own manifest the role and plan do not allow)."""
@@ -67,7 +67,9 @@ async def start_playground(
             manifest,
             owner=user.owner,
             lifetime_s=body.lifetime_s,
-            launch=user.launch(own_manifest=body.manifest is not None),
+            launch=user.launch(
+                own_manifest=body.manifest is not None, country=client_country(request)
+            ),
         )
     except (LimitExceeded, Forbidden):
         raise  # refused by the plan: not a start that failed

@@ -14,11 +14,10 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from labyard.api.account_pages import page_user, to_login
-from labyard.api.deps import LabyardDep, check_csrf, get_labyard
+from labyard.api.deps import LabyardDep, check_csrf, client_country, get_labyard
 from labyard.api.web import render
 from labyard.errors import LabyardError
 from labyard.services.billing.quotes import Quote
-from labyard.services.geo import country_of
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["billing"])
@@ -28,12 +27,6 @@ WHY = (
     "each country is in one of five price tiers, set from what a streaming service charges "
     "there, so a learner in Lagos pays as fair a share as one in Zurich."
 )
-
-
-def client_country(request: Request) -> str | None:
-    """The visitor's country (ISO 3166-1 alpha-2), or None when it cannot be told (a
-    private or loopback address, say)."""
-    return country_of(request.client.host if request.client else None)
 
 
 def _price_list(request: Request, seats: int | None = None) -> tuple[str | None, list[Quote]]:

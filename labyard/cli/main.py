@@ -24,6 +24,7 @@ from labyard.cli import (
     admin,
     backend,
     classes,
+    cluster,
     content,
     images,
     machines,
@@ -54,6 +55,7 @@ cli.command("serve")(server.serve)
 cli.add_typer(admin.admin, name="admin")
 cli.add_typer(content.app, name="content")
 cli.add_typer(classes.app, name="class")
+cli.add_typer(cluster.app, name="cluster")
 
 
 @cli.callback()

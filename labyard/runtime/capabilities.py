@@ -66,17 +66,13 @@ class ClusterMember:
 
 @runtime_checkable
 class Cluster(Protocol):
-    """Machines on several servers: which there are, and draining one of them."""
+    """Machines on several servers: which there are, and taking one out of placement."""
 
     async def members(self) -> list[ClusterMember]:
         """Every member, as it is now (an unreachable one says so; this never hangs on it)."""
 
     async def playgrounds_on(self, member: str) -> list[str]:
         """Ids of the playgrounds whose machines are on `member`."""
-
-    async def move(self, playground_id: str, away_from: str) -> str:
-        """Move a stopped playground's machines, disks and all, to another member that can
-        hold it; the member it went to. The caller stores the state a `start` then returns."""
 
     async def set_evacuated(self, member: str, evacuated: bool) -> None:
         """Take `member` out of placement (evacuated) or put it back."""

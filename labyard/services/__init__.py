@@ -13,6 +13,8 @@ from labyard.services.class_pools import ClassPools
 from labyard.services.class_results import ClassResults
 from labyard.services.class_room import ClassRoom
 from labyard.services.classes import Classes
+from labyard.services.cluster import load_regions
+from labyard.services.cluster.members import Cluster
 from labyard.services.entitlements import Entitlement, Entitlements
 from labyard.services.files import Files
 from labyard.services.looks import Looks
@@ -80,7 +82,9 @@ class Labyard:
         self.db = Database(settings.database_url)
         self.db.migrate()
         self.driver = driver or make_driver(settings.driver, settings)
-        self.playgrounds = Playgrounds(settings, self.db, self.driver, self.plans)
+        self.regions = load_regions(settings.data_dir)
+        self.playgrounds = Playgrounds(settings, self.db, self.driver, self.plans, self.regions)
+        self.cluster = Cluster(self.playgrounds, self.regions)  # members, regions, draining
         self.accounts = Accounts(self.db, self.plans)
         self.entitlements = self.accounts.entitlements
         self.usage = Usage(self.db)

@@ -57,9 +57,12 @@ class User:
     def plan_limits(self) -> Plan:
         return self.limits
 
-    def launch(self, own_manifest: bool = False) -> Launch:
-        """A free-play start by this account, its plan checked (see admission.py)."""
-        return Launch(account_id=self.id, role=self.role, own_manifest=own_manifest)
+    def launch(self, own_manifest: bool = False, country: str | None = None) -> Launch:
+        """A free-play start by this account, its plan checked (see admission.py), from
+        `country` when it is known (it picks the region)."""
+        return Launch(
+            account_id=self.id, role=self.role, own_manifest=own_manifest, country=country
+        )
 
     def to_json(self) -> dict[str, object]:
         return {"id": self.id, "email": self.email, "role": self.role, "plan": self.plan}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from labyard.runtime import (
 )
 from labyard.runtime.base import ID_PATTERN
 from labyard.services.admission import Admission, Admitted
+from labyard.services.cluster.regions import Regions, load_regions
 from labyard.services.init_tasks import run_init_tasks
 from labyard.services.locks import playground_lock
 from labyard.services.owners import owner_of
@@ -99,11 +101,17 @@ def playground_of(
 
 class Playgrounds:
     def __init__(
-        self, settings: Settings, db: Database, driver: Driver, plans: PlanBook | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        driver: Driver,
+        plans: PlanBook | None = None,
+        regions: Regions | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.driver = driver
+        self.regions = regions or load_regions(settings.data_dir)
         self.admission = Admission(plans or builtin_plans())
         self.claim_warm: Claimer | None = None
         """Set by the pools (pools.py): a start first tries to claim a warm playground."""
@@ -201,11 +209,19 @@ class Playgrounds:
         playground_id = new_playground_id()
         client = generate_keypair(f"labyard-{playground_id}")
         host_keys = {m.name: generate_keypair(m.name).private_openssh for m in manifest.machines}
-        spec = PlaygroundSpec(playground_id, manifest, client.public_openssh, host_keys, owner)
+        region = launch.region or self.regions.region_of(launch.country)
+        spec = PlaygroundSpec(
+            playground_id,
+            manifest,
+            client.public_openssh,
+            host_keys,
+            owner,
+            region=self.regions.group_of(region),
+        )
         async with playground_lock(self.settings.locks_dir, playground_id):
             await self._admit(spec, lifetime_s, launch, client.private_openssh, pool_key)
             try:
-                await self._bring_up(spec)
+                notice = await self._bring_up(spec)
             except BaseException as exc:
                 await asyncio.shield(self._rollback(playground_id))
                 if isinstance(exc, TimeoutError):
@@ -214,7 +230,7 @@ class Playgrounds:
                         f"{self.settings.start_timeout_s:g} s; it was removed again"
                     ) from exc
                 raise
-        return await self.get(playground_id)
+        return dataclasses.replace(await self.get(playground_id), notice=notice)
 
     async def _admit(
         self,
@@ -275,7 +291,8 @@ class Playgrounds:
             if pool_key is None:  # warm: metered from its claim (pools.py)
                 _metered(session, row, launch, admitted, created)
 
-    async def _bring_up(self, spec: PlaygroundSpec) -> None:
+    async def _bring_up(self, spec: PlaygroundSpec) -> str:
+        """Start, wait for SSH, run init tasks; the driver's notice about where it runs."""
         connections: dict[str, Connection] = {}
         try:
             async with asyncio.timeout(self.settings.start_timeout_s):
@@ -295,6 +312,7 @@ class Playgrounds:
             for connection in connections.values():
                 connection.close()
         self.set_state(spec.id, PlaygroundState.RUNNING)
+        return started.notice
 
     async def _booted(self, spec: PlaygroundSpec, machine: str, target: Target) -> Connection:
         """Wait for the machine's SSH; if the machine stops while booting (rare: seen about

@@ -46,6 +46,11 @@ class Launch:
     class_id: str | None = None
     """A class member's start of the class's content: the class's seats pay for it, not the
     account's plan (admission.py, classes_admission.py)."""
+    country: str | None = None
+    """Where the learner is (ISO 3166-1 alpha-2, from their address), if known: their
+    playground runs in that country's region (services/cluster/regions.py)."""
+    region: str = ""
+    """A region to run in whatever the country (a class pinned to one); "" for none."""
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,23 @@ playground network's bridge and the network ACL that is its egress policy. Pure 
 nothing here talks to a server.
 
 Names: instances `ly-<playground>-<machine>` (LXD refuses names that start with a digit)
-in the driver's project; bridges `lyx<playground><index>` and ACLs `lya<playground><index>`
-in the default project, where bridges must live, marked with the project they serve.
+in the driver's project; bridges `lyx<9 random>` and their ACLs `lya<the same>` in the
+default project, where bridges must live, marked with the project they serve. A bridge
+serves one playground at a time (the one whose machines are attached); its ACL holds that
+playground's egress.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
 from labyard.manifest import Machine
 from labyard.runtime import seccomp
+from labyard.runtime.base import ID_ALPHABET
 from labyard.runtime.egress import BLOCKED, Policy
 
 PLAYGROUND = "user.labyard.playground"
@@ -24,6 +28,8 @@ PROJECT = "user.labyard.project"
 WANTED = "user.labyard.wanted"
 """`running` from the start that made or started it until a stop says `stopped`: an
 instance that is not running while this says `running` ended by itself (`failed`)."""
+EGRESS = "user.labyard.egress"
+"""On a bridge's ACL: which egress it holds (driver.egress_key)."""
 SSH_DEVICE = "labyard-ssh"
 """The proxy device through which the control plane reaches the machine's sshd."""
 INTERNET = ipaddress.IPv4Network("0.0.0.0/0")
@@ -33,14 +39,16 @@ def instance_name(playground_id: str, machine: str) -> str:
     return f"ly-{playground_id}-{machine}"
 
 
-def bridge_name(playground_id: str, index: int) -> str:
+def new_bridge_name() -> str:
     # Not `lyb`: the local driver's nftables rules match its bridges by that prefix, and a
-    # host may run both drivers.
-    return f"lyx{playground_id}{index:x}"
+    # host may run both drivers. Bridges are reused by one playground after another, so
+    # their names say nothing of a playground.
+    return "lyx" + "".join(secrets.choice(ID_ALPHABET) for _ in range(9))
 
 
-def acl_name(playground_id: str, index: int) -> str:
-    return f"lya{playground_id}{index:x}"
+def acl_of(bridge: str) -> str:
+    """The ACL of a bridge: its egress rules, the playground that holds it."""
+    return "lya" + bridge[3:]
 
 
 def instance(
@@ -93,6 +101,7 @@ def instance(
             PROJECT: project,
             WANTED: "running",
             "security.idmap.isolated": "true",
+            "cluster.evacuate": "stop",  # labyard stops them first (services/cluster)
             "security.nesting": "true",  # dockerd, podman and k3s run their own containers
             "limits.memory": f"{machine.memory}B",
             "limits.memory.swap": "false",
@@ -106,28 +115,20 @@ def instance(
     }
 
 
-def bridge(
-    *,
-    project: str,
-    playground_id: str,
-    name: str,
-    subnet: ipaddress.IPv4Network,
-    acl: str,
-    egress: bool,
-) -> dict[str, Any]:
-    """A bridge for one playground network: no DHCP (addresses are static), no IPv6, NAT
-    only with egress, and its ACL the only way out (anything it does not allow is rejected)."""
+def bridge(*, project: str, name: str, subnet: ipaddress.IPv4Network) -> dict[str, Any]:
+    """A bridge for playground networks, one playground at a time: no DHCP (addresses are
+    static), no IPv6, NAT out, and its ACL the only way out (anything it does not allow is
+    rejected)."""
     return {
         "name": name,
         "type": "bridge",
         "config": {
-            PLAYGROUND: playground_id,
             PROJECT: project,
             "ipv4.address": f"{subnet.network_address + 1}/{subnet.prefixlen}",
-            "ipv4.nat": "true" if egress else "false",
+            "ipv4.nat": "true",
             "ipv4.dhcp": "false",
             "ipv6.address": "none",
-            "security.acls": acl,
+            "security.acls": acl_of(name),
             "security.acls.default.egress.action": "reject",
             "security.acls.default.ingress.action": "reject",
         },
@@ -137,8 +138,7 @@ def bridge(
 def acl(
     *,
     project: str,
-    playground_id: str,
-    name: str,
+    key: str,
     subnet: ipaddress.IPv4Network,
     policy: Policy | None,
     never: Iterable[ipaddress.IPv4Network],
@@ -166,9 +166,8 @@ def acl(
         for resolver in policy.resolvers:
             rules += _allow([ipaddress.IPv4Network(resolver)], 53)
     return {
-        "name": name,
-        "description": f"egress of labyard playground {playground_id}",
-        "config": {PLAYGROUND: playground_id, PROJECT: project},
+        "description": "egress of a labyard playground network",
+        "config": {PROJECT: project, EGRESS: key},
         "egress": rules,
         "ingress": [
             {"action": "allow", "source": ",".join(map(str, neighbours)), "state": "enabled"}

@@ -17,14 +17,18 @@ import asyncio
 import builtins
 import collections
 import contextlib
+import dataclasses
+import hashlib
 import ipaddress
+import json
 import random
 import socket
+import time
 import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from labyard.errors import InvalidInput, LimitExceeded, NotFound, RuntimeFailure
+from labyard.errors import Conflict, InvalidInput, LimitExceeded, NotFound, RuntimeFailure
 from labyard.images import BuiltImages, find_image
 from labyard.manifest import Machine
 from labyard.runtime import egress, subnets
@@ -58,6 +62,9 @@ STOP_GRACE_S = 10
 SSH_PORTS = (20000, 60000)
 """Member ports the proxy devices to machines' sshd listen on (picked at random, again
 when the one picked is taken)."""
+SPARE_NETWORKS = 4
+"""Free bridges a cluster keeps made ahead, for starts while a member is down."""
+HOST_ADDRESSES_TTL_S = 60.0
 MEMBER_TIMEOUT_S = 3.0
 """How long a member gets to say how it is before it counts as unreachable."""
 QUOTA_POOLS = ("btrfs", "zfs", "lvm", "ceph")
@@ -74,6 +81,25 @@ class RecordedMachine:
     port: int
     address: str
     """On its first playground network, for users."""
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A playground network's bridge: one playground's at a time."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    egress: str
+    """The key (`egress_key`) of the egress its ACL holds."""
+    users: set[str]
+    """Playgrounds whose machines are attached to it (one, or none while it is free)."""
+
+
+def egress_key(egress_: bool | tuple[str, ...], operator_allow: tuple[str, ...]) -> str:
+    """Which egress an ACL holds: the same manifest egress under the same allow-list is the
+    same ACL (the rest of it follows from the bridge's own subnet)."""
+    text = json.dumps([egress_, sorted(operator_allow)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _record(playground_id: str, project: str, machines: dict[str, RecordedMachine]) -> DriverState:
@@ -105,6 +131,14 @@ class LxdDriver(Driver):
         self._image_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._network_lock = asyncio.Lock()
         """Subnets are picked from what the server has: one pick at a time in this process."""
+        self._host_cache: dict[
+            tuple[str | None, bool], tuple[float, builtins.list[ipaddress.IPv4Network]]
+        ] = {}
+        """Member's own addresses, as last read (they change rarely; reading takes a call
+        per interface)."""
+        self._claimed: dict[str, str] = {}
+        """Bridge -> the playground whose start in this process took it, until its
+        machines are attached."""
         self._create_lock = asyncio.Lock()
         """LXD 5.0.2 gives instances made at the same moment overlapping id ranges (and then
         cannot start them): one creation at a time."""
@@ -155,9 +189,28 @@ class LxdDriver(Driver):
         aliases = {m.image: await self._image_alias(m.image) for m in manifest.machines}
         found = await self._instances(spec.id)
         member, notice = await self._place(spec, found)
-        nets = await uninterrupted(self._ensure_networks(spec, member))
-        subnets_ = [subnet for _, subnet in nets]
-        placed = addresses(manifest, subnets_)
+        try:
+            nets = await uninterrupted(self._ensure_networks(spec, found))
+            recorded = await self._start_machines(spec, aliases, found, member, nets)
+        finally:  # attached now (or rolled back): use says whose the bridges are
+            for bridge in [b for b, owner in self._claimed.items() if owner == spec.id]:
+                del self._claimed[bridge]
+        with contextlib.suppress(LxdError):
+            await self._refill()  # for the next starts, while every member is up
+        by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
+        self._adopted[spec.id] = by_name
+        endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]
+        return Started(endpoints, _record(spec.id, self.project, by_name), notice)
+
+    async def _start_machines(
+        self,
+        spec: PlaygroundSpec,
+        aliases: dict[str, str],
+        found: dict[str, dict[str, Any]],
+        member: str | None,
+        nets: builtins.list[tuple[str, ipaddress.IPv4Network]],
+    ) -> builtins.list[RecordedMachine]:
+        placed = addresses(spec.manifest, [subnet for _, subnet in nets])
         host = await self._listen_host(member)
         machines = [
             asyncio.ensure_future(
@@ -172,19 +225,15 @@ class LxdDriver(Driver):
                     placed,
                 )
             )
-            for machine in manifest.machines
+            for machine in spec.manifest.machines
         ]
         try:
-            recorded = await asyncio.gather(*machines)
+            return await asyncio.gather(*machines)
         except BaseException:
             for task in machines:
                 task.cancel()
             await asyncio.wait(machines)
             raise
-        by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
-        self._adopted[spec.id] = by_name
-        endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]
-        return Started(endpoints, _record(spec.id, self.project, by_name), notice)
 
     async def _image_alias(self, name: str) -> str:
         try:
@@ -204,7 +253,16 @@ class LxdDriver(Driver):
         if not (await self.lxd.server()).clustered:
             return None, ""
         for instance in found.values():
-            return str(instance.get("location")), ""
+            where = str(instance.get("location"))
+            state = {m.name: m.state for m in await self.members()}.get(where)
+            if state != "online":
+                raise Conflict(
+                    f"the server holding this playground ({where}) is "
+                    f"{'drained' if state == 'evacuated' else 'unreachable'}: start a new "
+                    "playground instead, or this one again once that server is back",
+                    reason="member_unavailable",
+                )
+            return where, ""
         need = sum(m.memory for m in spec.manifest.machines)
         roomy = [
             m for m in await self.members() if m.state == "online" and (m.memory_free or 0) >= need
@@ -239,69 +297,146 @@ class LxdDriver(Driver):
         return "127.0.0.1" if parsed.scheme == "unix" else str(parsed.hostname)
 
     async def _ensure_networks(
-        self, spec: PlaygroundSpec, member: str | None
+        self, spec: PlaygroundSpec, found: dict[str, dict[str, Any]]
     ) -> list[tuple[str, ipaddress.IPv4Network]]:
-        """(bridge, subnet) per playground network, made when missing."""
+        """(bridge, subnet) per playground network: those its machines use already (a start
+        again), else a free bridge whose ACL holds the same egress, else a free one whose
+        ACL is rewritten, else a new one. A cluster makes and changes no network or ACL in
+        use while a member is down: bridges made ahead (SPARE_NETWORKS, with the default
+        egress) keep starts going then. Ownership is use: a bridge is a playground's while
+        its machines are attached (or, until they are, while this process's start holds it)."""
         manifest = spec.manifest
+        key = egress_key(manifest.egress, self.settings.local.egress_allow)
         async with self._network_lock:
-            every = await self.lxd.request(
-                "GET", "/1.0/networks", params={"project": DEFAULT_PROJECT, "recursion": "1"}
-            )
-            existing = {str(n["name"]): _subnet_of(n) for n in every}
-            used = [subnet for subnet in existing.values() if subnet is not None]
-            used += await self._every_host_address(whole=True)  # LXD's or not
+            bridges = await self._bridges()
+            held = _held_bridges(spec, found, bridges)
             result = []
             for index, net in enumerate(manifest.networks):
-                name = config.bridge_name(spec.id, index)
-                known = existing.get(name)
-                if known is not None:
-                    result.append((name, known))
-                    continue
-                subnet = subnets.allocate(
-                    self.settings.local.subnet_pool, addresses_needed(manifest, net.name), used
-                )
-                used.append(subnet)
-                await self._make_network(spec, index, name, subnet, member)
-                result.append((name, subnet))
+                bridge = held.get(index)
+                if bridge is None:
+                    prefix = subnets.prefix_for(addresses_needed(manifest, net.name))
+                    bridge = await self._free_bridge(bridges, spec, key, prefix)
+                    self._claimed[bridge.name] = spec.id
+                result.append((bridge.name, bridge.subnet))
         return result
 
-    async def _make_network(
+    async def _free_bridge(
+        self, bridges: dict[str, Bridge], spec: PlaygroundSpec, key: str, prefix: int
+    ) -> Bridge:
+        free = [
+            b
+            for b in bridges.values()
+            if not b.users and b.name not in self._claimed and b.subnet.prefixlen <= prefix
+        ]
+        same = [b for b in free if b.egress == key]
+        if same:
+            return same[0]
+        for bridge in free:  # rewritten: only while every member can be told
+            try:
+                await self._set_egress(bridge, spec.manifest.egress, key)
+            except LxdError:
+                break
+            return dataclasses.replace(bridge, egress=key)
+        return await self._make_bridge(bridges, prefix, spec.manifest.egress)
+
+    async def _bridges(self) -> dict[str, Bridge]:
+        """This project's bridges: their subnets, the egress their ACLs hold, and the
+        playgrounds whose machines use them."""
+        params = {"project": DEFAULT_PROJECT, "recursion": "1"}
+        networks = await self.lxd.request("GET", "/1.0/networks", params=params)
+        acls = {
+            str(a["name"]): a
+            for a in await self.lxd.request("GET", "/1.0/network-acls", params=params)
+        }
+        found = {}
+        for network in networks:
+            settings = network.get("config") or {}
+            subnet = _subnet_of(network)
+            if settings.get(config.PROJECT) != self.project or subnet is None:
+                continue
+            if network.get("status", "Created") != "Created":
+                continue  # made while a member was down: pending on some, never usable
+            name = str(network["name"])
+            acl = acls.get(config.acl_of(name), {}).get("config") or {}
+            users = {
+                _owner_of({"name": url.split("?")[0].rsplit("/", 1)[-1], "config": None})[0]
+                for url in network.get("used_by") or []
+                if "/instances/" in url
+            }
+            found[name] = Bridge(name, subnet, str(acl.get(config.EGRESS, "")), users - {""})
+        return found
+
+    async def _make_bridge(
+        self, bridges: dict[str, Bridge], prefix: int, egress_: bool | tuple[str, ...]
+    ) -> Bridge:
+        """A new bridge, its ACL holding `egress_` (every member must be up)."""
+        every = await self.lxd.request(
+            "GET", "/1.0/networks", params={"project": DEFAULT_PROJECT, "recursion": "1"}
+        )
+        used = [subnet for n in every if (subnet := _subnet_of(n)) is not None]
+        used += await self._every_host_address(whole=True)  # LXD's or not
+        subnet = subnets.allocate(
+            self.settings.local.subnet_pool, (1 << (32 - prefix)) - subnets.RESERVED, used
+        )
+        name = config.new_bridge_name()
+        key = egress_key(egress_, self.settings.local.egress_allow)
+        acl = await self._acl_body(name, subnet, egress_, key)
+        await self._create("/1.0/network-acls", {"name": config.acl_of(name), **acl})
+        body = config.bridge(project=self.project, name=name, subnet=subnet)
+        try:
+            if (await self.lxd.server()).clustered:
+                for each in await self._member_names():  # pending on every member, then made
+                    await self._create(
+                        "/1.0/networks",
+                        {"name": name, "type": "bridge", "config": {}},
+                        target=each,
+                    )
+            await self._create("/1.0/networks", body)
+        except LxdError:
+            with contextlib.suppress(LxdError):  # what a member being down left pending
+                await self._delete(f"/1.0/networks/{name}")
+                await self._delete(f"/1.0/network-acls/{config.acl_of(name)}")
+            raise
+        bridges[name] = Bridge(name, subnet, key, set())
+        return bridges[name]
+
+    async def _acl_body(
         self,
-        spec: PlaygroundSpec,
-        index: int,
-        name: str,
+        bridge: str,
         subnet: ipaddress.IPv4Network,
-        member: str | None,
-    ) -> None:
+        egress_: bool | tuple[str, ...],
+        key: str,
+    ) -> dict[str, Any]:
         gateway = subnet.network_address + 1
-        policy = egress.policy(
-            spec.manifest.egress, self.settings.local.egress_allow, [str(gateway)]
-        )
+        policy = egress.policy(egress_, self.settings.local.egress_allow, [str(gateway)])
         never = [self.settings.local.subnet_pool, *await self._every_host_address()]
-        acl_name = config.acl_name(spec.id, index)
-        acl = config.acl(
-            project=self.project,
-            playground_id=spec.id,
-            name=acl_name,
-            subnet=subnet,
-            policy=policy,
-            never=never,
+        return config.acl(project=self.project, key=key, subnet=subnet, policy=policy, never=never)
+
+    async def _set_egress(self, bridge: Bridge, egress_: bool | tuple[str, ...], key: str) -> None:
+        body = await self._acl_body(bridge.name, bridge.subnet, egress_, key)
+        await self.lxd.request(
+            "PUT",
+            f"/1.0/network-acls/{config.acl_of(bridge.name)}",
+            body=body,
+            params={"project": DEFAULT_PROJECT},
         )
-        await self._create("/1.0/network-acls", acl)
-        body = config.bridge(
-            project=self.project,
-            playground_id=spec.id,
-            name=name,
-            subnet=subnet,
-            acl=acl_name,
-            egress=policy is not None,
-        )
-        if (await self.lxd.server()).clustered:
-            for each in await self._member_names():  # pending on every member, then made
-                await self._create(
-                    "/1.0/networks", {"name": name, "type": "bridge", "config": {}}, target=each
-                )
-        await self._create("/1.0/networks", body)
+
+    async def _refill(self) -> None:
+        """Keep SPARE_NETWORKS free bridges with the default egress on a cluster (none on a
+        single server, which can always make one), removing free ones beyond that. Best
+        effort: a cluster with a member down can do neither."""
+        spares = SPARE_NETWORKS if (await self.lxd.server()).clustered else 0
+        default = egress_key(True, self.settings.local.egress_allow)
+        async with self._network_lock:
+            bridges = await self._bridges()
+            free = [b for b in bridges.values() if not b.users and b.name not in self._claimed]
+            ready = [b for b in free if b.egress == default]
+            with contextlib.suppress(LxdError):
+                for _ in range(spares - len(ready)):
+                    await self._make_bridge(bridges, subnets.MIN_PREFIX, True)
+                for extra in [b for b in free if b not in ready[:spares]]:
+                    await self._delete(f"/1.0/networks/{extra.name}")
+                    await self._delete(f"/1.0/network-acls/{config.acl_of(extra.name)}")
 
     async def _create(self, path: str, body: dict[str, Any], target: str | None = None) -> None:
         """POST in the default project; one already there (a start that died half-way,
@@ -316,13 +451,19 @@ class LxdDriver(Driver):
     async def _every_host_address(self, whole: bool = False) -> list[ipaddress.IPv4Network]:
         """`_host_addresses` of every member: a bridge exists on each of them, and a
         playground may be moved to any."""
-        if not (await self.lxd.server()).clustered:
-            return await self._host_addresses(None, whole)
+        members: builtins.list[str | None] = [None]
+        if (await self.lxd.server()).clustered:
+            members = [*await self._member_names()]
         found = []
-        for member in await self._member_names():
-            with contextlib.suppress(LxdError, TimeoutError):
-                async with asyncio.timeout(MEMBER_TIMEOUT_S):
-                    found += await self._host_addresses(member, whole)
+        for member in members:
+            cached = self._host_cache.get((member, whole))
+            if cached is None or time.monotonic() - cached[0] > HOST_ADDRESSES_TTL_S:
+                with contextlib.suppress(LxdError, TimeoutError):
+                    async with asyncio.timeout(MEMBER_TIMEOUT_S):
+                        addresses = await self._host_addresses(member, whole)
+                        cached = (time.monotonic(), addresses)
+                        self._host_cache[(member, whole)] = cached
+            found += cached[1] if cached else []
         return found
 
     async def _host_addresses(
@@ -479,38 +620,11 @@ class LxdDriver(Driver):
 
     async def _instances(self, playground_id: str) -> dict[str, dict[str, Any]]:
         """Machine name -> the instance's record (with its status and location)."""
-        found = await self.lxd.get(
-            "/1.0/instances",
-            recursion="1",
-            filter=f"config.{config.PLAYGROUND} eq {playground_id}",
-        )
         return {
-            str(i["config"].get(config.MACHINE)): i
-            for i in found
-            if i.get("config", {}).get(config.PLAYGROUND) == playground_id
-        }
-
-    async def _networks(self, playground_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Bridge name -> network of this project's playgrounds (of one, if given)."""
-        found = await self.lxd.request(
-            "GET", "/1.0/networks", params={"project": DEFAULT_PROJECT, "recursion": "1"}
-        )
-        return {
-            str(n["name"]): n
-            for n in found
-            if n.get("config", {}).get(config.PROJECT) == self.project
-            and playground_id in (None, n["config"].get(config.PLAYGROUND))
-        }
-
-    async def _acls(self) -> dict[str, str]:
-        """ACL name -> the playground it is for, of this project."""
-        found = await self.lxd.request(
-            "GET", "/1.0/network-acls", params={"project": DEFAULT_PROJECT, "recursion": "1"}
-        )
-        return {
-            str(a["name"]): str(a["config"].get(config.PLAYGROUND))
-            for a in found
-            if a.get("config", {}).get(config.PROJECT) == self.project
+            machine: i
+            for i in await self.lxd.get("/1.0/instances", recursion="1")
+            for owner, machine in [_owner_of(i)]
+            if owner == playground_id
         }
 
     async def status(self, playground_id: str) -> dict[str, MachineStatus]:
@@ -530,7 +644,7 @@ class LxdDriver(Driver):
                 MachineState.FAILED,
                 f"the server holding machine {machine} ({where}) is unreachable",
             )
-        if instance["config"].get(config.WANTED) == "running":
+        if (instance.get("config") or {}).get(config.WANTED) == "running":
             return MachineStatus(
                 MachineState.FAILED, f"machine {machine} stopped by itself (its init ended)"
             )
@@ -578,9 +692,7 @@ class LxdDriver(Driver):
 
     async def list(self) -> list[str]:
         found = await self.lxd.get("/1.0/instances", recursion="1")
-        ids = {str(i.get("config", {}).get(config.PLAYGROUND, "")) for i in found}
-        ids |= {str(n["config"].get(config.PLAYGROUND)) for n in (await self._networks()).values()}
-        ids |= set((await self._acls()).values())
+        ids = {_owner_of(i)[0] for i in found}
         with contextlib.suppress(LxdError):
             await self._saved_images()  # images() then knows what another process saved
         return sorted(i for i in ids if ID_PATTERN.match(i))
@@ -615,11 +727,8 @@ class LxdDriver(Driver):
         _check_id(playground_id)
         found = await self._instances(playground_id)
         await asyncio.gather(*(self._delete_instance(i) for i in found.values()))
-        for name in await self._networks(playground_id):
-            await self._delete(f"/1.0/networks/{name}")
-        for name, owner in (await self._acls()).items():
-            if owner == playground_id:
-                await self._delete(f"/1.0/network-acls/{name}")
+        with contextlib.suppress(LxdError):
+            await self._refill()  # its bridges are free now: kept as spares, or removed
         self._adopted.pop(playground_id, None)
 
     async def _delete_instance(self, instance: dict[str, Any]) -> None:
@@ -649,7 +758,7 @@ class LxdDriver(Driver):
         instances = await self.lxd.get("/1.0/instances", recursion="1")
         per_member: dict[str, set[str]] = collections.defaultdict(set)
         for instance in instances:
-            playground = instance.get("config", {}).get(config.PLAYGROUND)
+            playground = _owner_of(instance)[0]
             if playground:
                 per_member[str(instance.get("location") or "none")].add(str(playground))
         if not server.clustered:
@@ -682,60 +791,21 @@ class LxdDriver(Driver):
     async def _memory(self, member: str | None) -> tuple[int | None, int | None]:
         """(free, total) bytes of memory on `member`; (None, None) when it does not answer
         within MEMBER_TIMEOUT_S (a member whose daemon died still looks online for a while)."""
-        path = f"/1.0/cluster/members/{member}/state" if member else "/1.0/resources"
+        params = {"target": member} if member else {}
         try:
             async with asyncio.timeout(MEMBER_TIMEOUT_S):
-                state = await self.lxd.get(path, project=False)
+                found = await self.lxd.request(
+                    "GET", "/1.0/resources", params=params, project=False
+                )
         except (LxdError, TimeoutError):
             return None, None
-        if member is None:
-            memory = state.get("memory", {})
-            return int(memory.get("total", 0)) - int(memory.get("used", 0)), memory.get("total")
-        info = state.get("sysinfo", {})
-        free = int(info.get("free_ram", 0)) + int(info.get("buffered_ram", 0))
-        return free, int(info.get("total_ram", 0))
+        memory = found.get("memory", {})
+        total = int(memory.get("total", 0))
+        return total - int(memory.get("used", 0)), total
 
     async def playgrounds_on(self, member: str) -> builtins.list[str]:
         instances = await self.lxd.get("/1.0/instances", recursion="1")
-        return sorted(
-            {
-                str(i["config"][config.PLAYGROUND])
-                for i in instances
-                if i.get("location") == member and config.PLAYGROUND in i.get("config", {})
-            }
-        )
-
-    async def move(self, playground_id: str, away_from: str) -> str:
-        found = await self._instances(playground_id)
-        await asyncio.gather(*(self._stop_instance(i["name"], now=True) for i in found.values()))
-        members = [m for m in await self.members() if m.state == "online" and m.name != away_from]
-        need = sum(
-            int(str(i["config"].get("limits.memory", "0B")).rstrip("B") or 0)
-            for i in found.values()
-        )
-        roomy = [m for m in members if (m.memory_free or 0) >= need]
-        if not roomy:
-            raise LimitExceeded(
-                f"no other server of the cluster has room for playground {playground_id}",
-                reason="cluster_full",
-            )
-        target = _roomiest(roomy)
-        for instance in found.values():
-            name = instance["name"]
-            await self.lxd.request(
-                "POST",
-                f"/1.0/instances/{name}",
-                body={"name": name, "migration": True, "live": False},
-                params={"target": target.name},
-            )
-            moved = await self.lxd.get(f"/1.0/instances/{name}")
-            device = moved["devices"][config.SSH_DEVICE]
-            device["listen"] = f"tcp:{target.address}:{_port_of(moved)}"
-            await self.lxd.request(
-                "PATCH", f"/1.0/instances/{name}", body={"devices": moved["devices"]}
-            )
-        self._adopted.pop(playground_id, None)  # its machines answer elsewhere now
-        return target.name
+        return sorted({_owner_of(i)[0] for i in instances if i.get("location") == member} - {""})
 
     async def set_evacuated(self, member: str, evacuated: bool) -> None:
         action = "evacuate" if evacuated else "restore"
@@ -832,6 +902,34 @@ async def _remove_images(lxd: Lxd, names: list[str]) -> None:
 
 def _roomiest(members: builtins.list[ClusterMember]) -> ClusterMember:
     return min(members, key=lambda m: (-(m.memory_free or 0), m.playgrounds, m.name))
+
+
+def _owner_of(instance: dict[str, Any]) -> tuple[str, str]:
+    """(playground, machine) of an instance, "" for one not labyard's. From its config, or
+    from its name when the server sends none (an instance on an unreachable member)."""
+    found = instance.get("config") or {}
+    if config.PLAYGROUND in found:
+        return str(found[config.PLAYGROUND]), str(found.get(config.MACHINE, ""))
+    name = str(instance.get("name", ""))
+    prefix, playground, machine = [*name.split("-", 2), "", ""][:3]
+    if instance.get("config") is None and prefix == "ly" and ID_PATTERN.match(playground):
+        return playground, machine
+    return "", ""
+
+
+def _held_bridges(
+    spec: PlaygroundSpec, found: dict[str, dict[str, Any]], bridges: dict[str, Bridge]
+) -> dict[int, Bridge]:
+    """Network index -> the bridge the playground's existing machines are attached to."""
+    net_index = {n.name: i for i, n in enumerate(spec.manifest.networks)}
+    held = {}
+    for machine, instance in found.items():
+        devices = instance.get("devices") or {}
+        for k, net in enumerate(spec.manifest.machine_networks(machine)):
+            parent = devices.get(f"eth{k}", {}).get("parent")
+            if parent in bridges:
+                held[net_index[net.name]] = bridges[parent]
+    return held
 
 
 def _check_id(playground_id: str) -> None:

@@ -1,0 +1,135 @@
+"""The cluster as the operator sees it, and draining a member of it.
+
+Members and their state come from the driver (the `Cluster` capability: runtime/
+capabilities.py); which region each is in, from the regions file. Draining (`evacuate`)
+takes a member out of placement, then stops every playground on it (its usage session ends
+as a stop's does): learners start new ones, which run elsewhere. Its machines keep their
+disks there, to start again once the member is restored. (Moving them with their disks is
+what LXD's `move` is for, but LXD 5.0.2 then fails to start a moved machine with its own
+id range: "Failed to change ACLs on .../var/log/journal".)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from labyard.errors import NotFound
+from labyard.runtime.capabilities import Cluster as ClusterCapability
+from labyard.runtime.capabilities import ClusterMember, lacks
+from labyard.services.cluster.regions import Regions
+from labyard.services.playgrounds import Playgrounds
+from labyard.types import PlaygroundState
+
+
+@dataclass(frozen=True)
+class MemberView:
+    name: str
+    regions: list[str]
+    state: str
+    playgrounds: int
+    memory_free: int | None
+    memory_total: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegionView:
+    name: str
+    title: str
+    group: str
+    countries: list[str]
+    members: list[str]
+    state: str
+    """`up` while one of its members is online, else `down`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Drained:
+    playground_id: str
+    owner: str
+    was: str
+    """Its state before: `running` ones were stopped."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Cluster:
+    def __init__(self, playgrounds: Playgrounds, regions: Regions) -> None:
+        self.playgrounds = playgrounds
+        self.regions = regions
+
+    def _driver(self, what: str) -> ClusterCapability:
+        driver = self.playgrounds.driver
+        if not isinstance(driver, ClusterCapability):
+            raise lacks(driver, what)
+        return driver
+
+    def _regions_of(self, member: ClusterMember) -> list[str]:
+        return [
+            name for name in self.regions.regions if self.regions.group_of(name) in member.groups
+        ]
+
+    async def members(self) -> list[MemberView]:
+        found = await self._driver("list cluster members").members()
+        return [
+            MemberView(
+                m.name,
+                self._regions_of(m),
+                m.state,
+                m.playgrounds,
+                m.memory_free,
+                m.memory_total,
+            )
+            for m in found
+        ]
+
+    async def regions_now(self) -> list[RegionView]:
+        members = await self.members()
+        views = []
+        for name, region in self.regions.regions.items():
+            mine = [m for m in members if name in m.regions]
+            countries = sorted(c for c, r in self.regions.countries.items() if r == name)
+            if name == self.regions.default_region:
+                countries.append("(every other)")
+            up = any(m.state == "online" for m in mine)
+            views.append(
+                RegionView(
+                    name,
+                    region.title,
+                    self.regions.group_of(name),
+                    countries,
+                    [m.name for m in mine],
+                    "up" if up else "down",
+                )
+            )
+        return views
+
+    async def evacuate(self, member: str) -> list[Drained]:
+        """Stop every playground on `member`, then take it out of placement (in that order:
+        the engine's own evacuation would stop them behind labyard's back, and they would
+        read `failed`)."""
+        driver = self._driver("drain a server")
+        if member not in {m.name for m in await driver.members()}:
+            raise NotFound(f"no cluster member {member!r}")
+        drained = []
+        for playground_id in await driver.playgrounds_on(member):
+            try:
+                playground = await self.playgrounds.get(playground_id)
+            except NotFound:
+                continue  # no playground owns it: the reconciler's to remove
+            if playground.state == PlaygroundState.RUNNING:
+                await self.playgrounds.stop(playground_id)
+            drained.append(Drained(playground_id, playground.owner, playground.state))
+        await driver.set_evacuated(member, True)
+        return drained
+
+    async def restore(self, member: str) -> None:
+        """Let `member` take new playgrounds again."""
+        await self._driver("restore a server").set_evacuated(member, False)
