@@ -1,4 +1,4 @@
-"""Structure of the machines' seccomp profile (labyard.runtime.local.seccomp).
+"""Structure of the machines' seccomp profile (labyard.runtime.seccomp), as runc and liblxc load it.
 
 Names are checked against the host's libseccomp, the library runc itself links, through
 ctypes: no extra package is needed, and the test is skipped where libseccomp is absent.
@@ -234,3 +234,21 @@ def test_names_known_to_libseccomp(arch: str) -> None:
         if all(lib.seccomp_syscall_resolve_name_arch(t, n.encode()) < 0 for t in tokens)
     )
     assert not unknown
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_lxc_policy_is_the_same_allow_list(arch: str) -> None:
+    lines = seccomp.lxc_policy(arch).splitlines()
+    section = {"x86_64": "[x86_64]", "aarch64": "[arm64]"}[arch]
+    assert lines[:3] == ["2", "allowlist errno 1", section]  # one native section: no 32-bit ABI
+    plain = {line for line in lines[3:] if " " not in line}
+    assert plain == set(seccomp.allowed(arch))
+    for name in MUST_REFUSE:
+        assert not any(line.split()[0] == name for line in lines[3:]), name
+    conditional = [line for line in lines if " allow [" in line]
+    assert f"socket allow [0,{seccomp.SOCKET_FAMILIES_BELOW},SCMP_CMP_LT]" in conditional
+    assert "socket allow [0,38,SCMP_CMP_EQ]" not in conditional  # AF_ALG stays refused
+    assert len(conditional) == 1 + len(seccomp.SOCKET_FAMILIES) + len(seccomp.PERSONALITIES)
+    assert {line for line in lines[3:] if " errno " in line} == {
+        f"{name} errno {seccomp.ENOSYS}" for name in seccomp.NOT_IMPLEMENTED
+    }
