@@ -19,8 +19,11 @@ from typing import Any
 
 from labyard.manifest import Machine
 from labyard.runtime import seccomp
-from labyard.runtime.base import ID_ALPHABET
+from labyard.runtime.base import ID_ALPHABET, ID_PATTERN
 from labyard.runtime.egress import BLOCKED, Policy
+
+DEFAULT_PROJECT = "default"
+"""Where bridges and ACLs live: LXD makes only OVN networks inside other projects."""
 
 PLAYGROUND = "user.labyard.playground"
 MACHINE = "user.labyard.machine"
@@ -29,7 +32,7 @@ WANTED = "user.labyard.wanted"
 """`running` from the start that made or started it until a stop says `stopped`: an
 instance that is not running while this says `running` ended by itself (`failed`)."""
 EGRESS = "user.labyard.egress"
-"""On a bridge's ACL: which egress it holds (driver.egress_key)."""
+"""On a bridge's ACL: which egress it holds (bridges.egress_key)."""
 SSH_DEVICE = "labyard-ssh"
 """The proxy device through which the control plane reaches the machine's sshd."""
 INTERNET = ipaddress.IPv4Network("0.0.0.0/0")
@@ -206,3 +209,16 @@ def _allow(networks: list[ipaddress.IPv4Network], port: int | None) -> list[dict
         }
         for protocol in ("tcp", "udp")
     ]
+
+
+def owner_of(instance: dict[str, Any]) -> tuple[str, str]:
+    """(playground, machine) of an instance, "" for one not labyard's. From its config, or
+    from its name when the server sends none (an instance on an unreachable member)."""
+    found = instance.get("config") or {}
+    if PLAYGROUND in found:
+        return str(found[PLAYGROUND]), str(found.get(MACHINE, ""))
+    name = str(instance.get("name", ""))
+    prefix, playground, machine = [*name.split("-", 2), "", ""][:3]
+    if instance.get("config") is None and prefix == "ly" and ID_PATTERN.match(playground):
+        return playground, machine
+    return "", ""

@@ -1,0 +1,262 @@
+"""The lxd driver against the local one, and an LXD cluster losing a member.
+
+Parts (each on private instances: an LXD daemon or a two-member cluster of its own, made
+with the test suite's helpers and taken away after; a temp data dir per labyard instance):
+
+- `starts`: start -> first exec (`true` over a fresh SSH connection on every machine) for
+  `linux` and `docker`, local and lxd interleaved run by run, after one untimed warm-up each
+  (which, for lxd, also uploads the image). Median, p95 and the lxd/local ratio.
+- `many`: N `linux` playgrounds of 256 MiB started on a two-member cluster, 4 at a time:
+  started, refused (errors), members used, MiB per machine (the engine's figure), and an
+  exec round on every one (median, p95).
+- `lost`: a playground on m2, m2's daemon killed: time until its status reads `failed`, and
+  until a new start of the same region has a machine answering on m1.
+
+Run as root: `.venv/bin/python bench/lxd.py --runs 8 --many 40`. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from labyard.manifest import Manifest, load_manifest, manifest_from_text  # noqa: E402
+from labyard.services import Labyard, Playground  # noqa: E402
+from labyard.services.usage import Launch  # noqa: E402
+from labyard.settings import LxdSettings, Settings  # noqa: E402
+from labyard.types import MachineState  # noqa: E402
+from tests import lxd_cluster, lxd_daemon  # noqa: E402
+from tests.conftest import IMAGES_DIR, dismantle  # noqa: E402
+
+SMALL = manifest_from_text(
+    "kind: playground\nname: small\nmachines:\n  - {name: one, memory: 256MiB, disk: 2GiB}\n",
+    "small.yaml",
+)
+REGIONS = """\
+default_region: one
+regions:
+  one: {title: One, group: g1}
+  two: {title: Two, group: g2}
+countries:
+  IN: two
+"""
+
+
+def nearest_rank(values: Sequence[float], percentile: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))]
+
+
+def figures(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median_s": round(statistics.median(values), 3),
+        "p95_s": round(nearest_rank(values, 95), 3),
+        "min_s": round(min(values), 3),
+        "max_s": round(max(values), 3),
+    }
+
+
+def instance(driver: str, lxd: LxdSettings | None = None, regions: str = "") -> Labyard:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"labyard-bench-{driver}-"))
+    if regions:
+        (data_dir / "regions.yaml").write_text(regions)
+    return Labyard(
+        Settings(
+            data_dir=data_dir,
+            images_dir=IMAGES_DIR,
+            database_url=f"sqlite:///{data_dir}/labyard.db",
+            driver=driver,
+            lxd=lxd or LxdSettings(),
+        )
+    )
+
+
+async def close(labyard: Labyard) -> None:
+    await dismantle(labyard)
+    shutil.rmtree(labyard.settings.data_dir, ignore_errors=True)
+
+
+async def first_exec(labyard: Labyard, playground: Playground) -> None:
+    async def one(machine: str) -> None:
+        async with await labyard.playgrounds.connect(playground.id, machine) as connection:
+            result = await connection.run("true")
+            assert result.exit_code == 0, result
+
+    await asyncio.gather(*(one(m.name) for m in playground.machines))
+
+
+async def timed_start(labyard: Labyard, manifest: Manifest, launch: Launch | None = None) -> float:
+    began = time.monotonic()
+    playground = await labyard.playgrounds.start(manifest, launch=launch)
+    await first_exec(labyard, playground)
+    took = time.monotonic() - began
+    await labyard.playgrounds.destroy(playground.id)
+    return took
+
+
+async def starts(runs: int) -> dict[str, Any]:
+    daemon = lxd_daemon.start()
+    local = instance("local")
+    lxd = instance("lxd", LxdSettings(daemon.url, project="bench", pool=lxd_daemon.POOL))
+    results: dict[str, Any] = {}
+    try:
+        for name in ("linux", "docker"):
+            manifest = load_manifest(name)
+            samples: dict[str, list[float]] = {"local": [], "lxd": []}
+            warm = {"local": await timed_start(local, manifest)}
+            warm["lxd"] = await timed_start(lxd, manifest)  # uploads the image once
+            for _ in range(runs):
+                samples["local"].append(await timed_start(local, manifest))
+                samples["lxd"].append(await timed_start(lxd, manifest))
+            results[name] = {
+                "local": figures(samples["local"]),
+                "lxd": figures(samples["lxd"]),
+                "first_start_s": {k: round(v, 3) for k, v in warm.items()},
+                "ratio_median_lxd_over_local": round(
+                    statistics.median(samples["lxd"]) / statistics.median(samples["local"]), 2
+                ),
+            }
+            print(name, json.dumps(results[name]), flush=True)
+    finally:
+        await close(local)
+        await close(lxd)
+        lxd_daemon.stop(daemon)
+    return results
+
+
+def cluster_settings(cluster: lxd_cluster.Cluster) -> LxdSettings:
+    return LxdSettings(cluster.member("m1").url, project="bench", pool=lxd_cluster.POOL)
+
+
+def groups(cluster: lxd_cluster.Cluster) -> None:
+    m1 = cluster.member("m1")
+    for group, member in (("g1", "m1"), ("g2", "m2")):
+        m1.lxc("cluster", "group", "create", group)
+        m1.lxc("cluster", "group", "assign", member, f"default,{group}")
+    m1.lxc("config", "set", "cluster.offline_threshold", "11")
+
+
+async def many(count: int) -> dict[str, Any]:
+    cluster = lxd_cluster.start(pool_size="60GiB")
+    groups(cluster)
+    labyard = instance("lxd", cluster_settings(cluster), REGIONS)
+    started: list[Playground] = []
+    refused: Counter[str] = Counter()
+    gate = asyncio.Semaphore(4)
+    began = time.monotonic()
+    try:
+        await timed_start(labyard, SMALL)  # the image, uploaded once
+
+        async def one(i: int) -> None:
+            async with gate:
+                try:
+                    country = "IN" if i % 2 else "DE"
+                    playground = await labyard.playgrounds.start(
+                        SMALL, launch=Launch(country=country)
+                    )
+                    started.append(playground)
+                except Exception as exc:  # counted and shown: what a learner would see
+                    refused[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        wall = time.monotonic() - began
+        execs: list[float] = []
+
+        async def answer(playground: Playground) -> None:
+            t0 = time.monotonic()
+            await first_exec(labyard, playground)
+            execs.append(time.monotonic() - t0)
+
+        await asyncio.gather(*(answer(p) for p in started))
+        members = {m.name: m.playgrounds for m in await labyard.cluster.members()}
+        used: list[int] = []
+        for playground in started:
+            memory = await labyard.driver.machine_memory(playground.id)  # type: ignore[attr-defined]
+            used += list(memory.values())
+        return {
+            "asked": count,
+            "started": len(started),
+            "refused": dict(refused),
+            "wall_s": round(wall, 1),
+            "per_member": members,
+            "machine_mib_median": round(statistics.median(used) / 2**20, 1) if used else None,
+            "exec": figures(execs) if execs else None,
+        }
+    finally:
+        await close(labyard)
+        lxd_cluster.stop(cluster)
+
+
+async def lost() -> dict[str, Any]:
+    cluster = lxd_cluster.start()
+    groups(cluster)
+    labyard = instance("lxd", cluster_settings(cluster), REGIONS)
+    try:
+        playground = await labyard.playgrounds.start(SMALL, launch=Launch(country="IN"))
+        await first_exec(labyard, playground)
+        cluster.kill("m2")
+        killed = time.monotonic()
+        while True:
+            status = await labyard.driver.status(playground.id)
+            if status.get("one") and status["one"].state == MachineState.FAILED:
+                break
+            await asyncio.sleep(0.05)
+        to_failed = time.monotonic() - killed
+        t0 = time.monotonic()
+        elsewhere = await labyard.playgrounds.start(SMALL, launch=Launch(country="IN"))
+        await first_exec(labyard, elsewhere)
+        new_start = time.monotonic() - t0
+        cluster.restart("m2")
+        return {
+            "kill_to_failed_s": round(to_failed, 3),
+            "new_start_elsewhere_s": round(new_start, 2),
+            "notice": elsewhere.notice,
+        }
+    finally:
+        await close(labyard)
+        lxd_cluster.stop(cluster)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--many", type=int, default=40)
+    parser.add_argument("--parts", default="starts,many,lost")
+    parser.add_argument("--json", default=str(REPO / "bench/results/lxd.json"))
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "load_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    if "starts" in parts:
+        results["starts"] = await starts(args.runs)
+    if "lost" in parts:
+        results["lost"] = await lost()
+        print("lost", json.dumps(results["lost"]), flush=True)
+    if "many" in parts:
+        results["many"] = await many(args.many)
+        print("many", json.dumps(results["many"]), flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,254 @@
+"""Playground networks on LXD: a bridge per network, each with a network ACL that holds
+its playground's egress (config.acl), one playground's at a time.
+
+A bridge is a playground's while its machines are attached to it (LXD's `used_by`), or,
+until they are, while this process's start holds it (`claimed`). A start takes a free bridge
+whose ACL already holds the same egress, else a free one whose ACL it rewrites, else a new
+one. A cluster makes no network and changes no ACL in use while any member is down ("peer
+node is down"): `refill` keeps SPARE_NETWORKS free bridges with the default egress made
+ahead on a cluster, so starts go on then; beyond those, free bridges are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from labyard.runtime import egress, subnets
+from labyard.runtime.base import PlaygroundSpec
+from labyard.runtime.lxd import config
+from labyard.runtime.lxd.client import Lxd, LxdError
+from labyard.runtime.lxd.members import Members
+from labyard.runtime.machine_setup import addresses_needed
+from labyard.settings import LocalSettings
+
+SPARE_NETWORKS = 4
+"""Free bridges a cluster keeps made ahead, for starts while a member is down."""
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A playground network's bridge: one playground's at a time."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    egress: str
+    """The key (`egress_key`) of the egress its ACL holds."""
+    users: set[str]
+    """Playgrounds whose machines are attached to it (one, or none while it is free)."""
+
+
+def egress_key(egress_: bool | tuple[str, ...], operator_allow: tuple[str, ...]) -> str:
+    """Which egress an ACL holds: the same manifest egress under the same allow-list is the
+    same ACL (the rest of it follows from the bridge's own subnet)."""
+    text = json.dumps([egress_, sorted(operator_allow)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _held_bridges(
+    spec: PlaygroundSpec, found: dict[str, dict[str, Any]], bridges: dict[str, Bridge]
+) -> dict[int, Bridge]:
+    """Network index -> the bridge the playground's existing machines are attached to."""
+    net_index = {n.name: i for i, n in enumerate(spec.manifest.networks)}
+    held = {}
+    for machine, instance in found.items():
+        devices = instance.get("devices") or {}
+        for k, net in enumerate(spec.manifest.machine_networks(machine)):
+            parent = devices.get(f"eth{k}", {}).get("parent")
+            if parent in bridges:
+                held[net_index[net.name]] = bridges[parent]
+    return held
+
+
+def _subnet_of(network: dict[str, Any]) -> ipaddress.IPv4Network | None:
+    address = network.get("config", {}).get("ipv4.address", "")
+    try:
+        return ipaddress.IPv4Interface(address).network
+    except ValueError:
+        return None
+
+
+class Bridges:
+    def __init__(self, lxd: Lxd, project: str, members: Members) -> None:
+        self.lxd = lxd
+        self.project = project
+        self.members = members
+        self.lock = asyncio.Lock()
+        """Subnets are picked from what the server has: one pick at a time in this process."""
+        self.claimed: dict[str, str] = {}
+        """Bridge -> the playground whose start in this process took it, until its
+        machines are attached."""
+
+    async def ensure(
+        self, spec: PlaygroundSpec, found: dict[str, dict[str, Any]], local: LocalSettings
+    ) -> list[tuple[str, ipaddress.IPv4Network]]:
+        """(bridge, subnet) per playground network: those its machines use already (a start
+        again), else a free bridge whose ACL holds the same egress, else a free one whose
+        ACL is rewritten, else a new one. A cluster makes and changes no network or ACL in
+        use while a member is down: bridges made ahead (SPARE_NETWORKS, with the default
+        egress) keep starts going then. Ownership is use: a bridge is a playground's while
+        its machines are attached (or, until they are, while this process's start holds it)."""
+        manifest = spec.manifest
+        key = egress_key(manifest.egress, local.egress_allow)
+        async with self.lock:
+            bridges = await self._bridges()
+            held = _held_bridges(spec, found, bridges)
+            result = []
+            for index, net in enumerate(manifest.networks):
+                bridge = held.get(index)
+                if bridge is None:
+                    prefix = subnets.prefix_for(addresses_needed(manifest, net.name))
+                    bridge = await self._free_bridge(bridges, spec, key, prefix, local)
+                    self.claimed[bridge.name] = spec.id
+                result.append((bridge.name, bridge.subnet))
+        return result
+
+    async def _free_bridge(
+        self,
+        bridges: dict[str, Bridge],
+        spec: PlaygroundSpec,
+        key: str,
+        prefix: int,
+        local: LocalSettings,
+    ) -> Bridge:
+        free = [
+            b
+            for b in bridges.values()
+            if not b.users and b.name not in self.claimed and b.subnet.prefixlen <= prefix
+        ]
+        same = [b for b in free if b.egress == key]
+        if same:
+            return same[0]
+        for bridge in free:  # rewritten: only while every member can be told
+            try:
+                await self._set_egress(bridge, spec.manifest.egress, key, local)
+            except LxdError:
+                break
+            return dataclasses.replace(bridge, egress=key)
+        return await self._make_bridge(bridges, prefix, spec.manifest.egress, local)
+
+    async def _bridges(self) -> dict[str, Bridge]:
+        """This project's bridges: their subnets, the egress their ACLs hold, and the
+        playgrounds whose machines use them."""
+        params = {"project": config.DEFAULT_PROJECT, "recursion": "1"}
+        networks = await self.lxd.request("GET", "/1.0/networks", params=params)
+        acls = {
+            str(a["name"]): a
+            for a in await self.lxd.request("GET", "/1.0/network-acls", params=params)
+        }
+        found = {}
+        for network in networks:
+            settings = network.get("config") or {}
+            subnet = _subnet_of(network)
+            if settings.get(config.PROJECT) != self.project or subnet is None:
+                continue
+            if network.get("status", "Created") != "Created":
+                continue  # made while a member was down: pending on some, never usable
+            name = str(network["name"])
+            acl = acls.get(config.acl_of(name), {}).get("config") or {}
+            users = {
+                config.owner_of({"name": url.split("?")[0].rsplit("/", 1)[-1], "config": None})[0]
+                for url in network.get("used_by") or []
+                if "/instances/" in url
+            }
+            found[name] = Bridge(name, subnet, str(acl.get(config.EGRESS, "")), users - {""})
+        return found
+
+    async def _make_bridge(
+        self,
+        bridges: dict[str, Bridge],
+        prefix: int,
+        egress_: bool | tuple[str, ...],
+        local: LocalSettings,
+    ) -> Bridge:
+        """A new bridge, its ACL holding `egress_` (every member must be up)."""
+        every = await self.lxd.request(
+            "GET", "/1.0/networks", params={"project": config.DEFAULT_PROJECT, "recursion": "1"}
+        )
+        used = [subnet for n in every if (subnet := _subnet_of(n)) is not None]
+        used += await self.members.every_host_address(whole=True)  # LXD's or not
+        subnet = subnets.allocate(local.subnet_pool, (1 << (32 - prefix)) - subnets.RESERVED, used)
+        name = config.new_bridge_name()
+        key = egress_key(egress_, local.egress_allow)
+        acl = await self._acl_body(subnet, egress_, key, local)
+        await self._create("/1.0/network-acls", {"name": config.acl_of(name), **acl})
+        body = config.bridge(project=self.project, name=name, subnet=subnet)
+        try:
+            if (await self.lxd.server()).clustered:
+                for each in await self.members.names():  # pending on every member, then made
+                    await self._create(
+                        "/1.0/networks",
+                        {"name": name, "type": "bridge", "config": {}},
+                        target=each,
+                    )
+            await self._create("/1.0/networks", body)
+        except LxdError:
+            with contextlib.suppress(LxdError):  # what a member being down left pending
+                await self._delete(f"/1.0/networks/{name}")
+                await self._delete(f"/1.0/network-acls/{config.acl_of(name)}")
+            raise
+        bridges[name] = Bridge(name, subnet, key, set())
+        return bridges[name]
+
+    async def _acl_body(
+        self,
+        subnet: ipaddress.IPv4Network,
+        egress_: bool | tuple[str, ...],
+        key: str,
+        local: LocalSettings,
+    ) -> dict[str, Any]:
+        gateway = subnet.network_address + 1
+        policy = egress.policy(egress_, local.egress_allow, [str(gateway)])
+        never = [local.subnet_pool, *await self.members.every_host_address()]
+        return config.acl(project=self.project, key=key, subnet=subnet, policy=policy, never=never)
+
+    async def _set_egress(
+        self, bridge: Bridge, egress_: bool | tuple[str, ...], key: str, local: LocalSettings
+    ) -> None:
+        body = await self._acl_body(bridge.subnet, egress_, key, local)
+        await self.lxd.request(
+            "PUT",
+            f"/1.0/network-acls/{config.acl_of(bridge.name)}",
+            body=body,
+            params={"project": config.DEFAULT_PROJECT},
+        )
+
+    async def refill(self, local: LocalSettings) -> None:
+        """Keep SPARE_NETWORKS free bridges with the default egress on a cluster (none on a
+        single server, which can always make one), removing free ones beyond that. Best
+        effort: a cluster with a member down can do neither."""
+        spares = SPARE_NETWORKS if (await self.lxd.server()).clustered else 0
+        default = egress_key(True, local.egress_allow)
+        async with self.lock:
+            bridges = await self._bridges()
+            free = [b for b in bridges.values() if not b.users and b.name not in self.claimed]
+            ready = [b for b in free if b.egress == default]
+            with contextlib.suppress(LxdError):
+                for _ in range(spares - len(ready)):
+                    await self._make_bridge(bridges, subnets.MIN_PREFIX, True, local)
+                for extra in [b for b in free if b not in ready[:spares]]:
+                    await self._delete(f"/1.0/networks/{extra.name}")
+                    await self._delete(f"/1.0/network-acls/{config.acl_of(extra.name)}")
+
+    async def _create(self, path: str, body: dict[str, Any], target: str | None = None) -> None:
+        """POST in the default project; one already there (a start that died half-way,
+        or a concurrent one) is fine."""
+        params = {"project": config.DEFAULT_PROJECT, **({"target": target} if target else {})}
+        try:
+            await self.lxd.request("POST", path, body=body, params=params)
+        except LxdError as exc:
+            if exc.status != 409 and "already exists" not in str(exc):
+                raise
+
+    async def _delete(self, path: str) -> None:
+        try:
+            await self.lxd.request("DELETE", path, params={"project": config.DEFAULT_PROJECT})
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
