@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
-import platform
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -39,12 +35,18 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from start_latency import check_images, private_settings  # beside this script
+from start_latency import (  # beside this script
+    check_images,
+    machine_facts,
+    nearest_rank,
+    private_settings,
+    teardown,
+)
 
 from labyard.errors import LabyardError
 from labyard.manifest import load_manifest
 from labyard.runtime.local import cgroups, oci
-from labyard.runtime.local.names import cgroup_parent, nft_table
+from labyard.runtime.local.names import cgroup_parent
 from labyard.services import Labyard, Playground
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,23 +87,7 @@ class Phase:
 # -- the private instance ------------------------------------------------------------------
 
 
-# private_settings and check_images are start_latency.py's (the same private instance).
-
-
-async def teardown(labyard: Labyard, keep_data: bool) -> None:
-    """Destroy whatever is left (after a failure too) and remove the instance's traces."""
-    for playground_id in await labyard.driver.list():
-        await labyard.driver.destroy(playground_id)
-    table = nft_table(labyard.settings.instance)
-    subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True, check=False)
-    for parent in cgroups.parents(cgroup_parent(labyard.settings.instance)):
-        with contextlib.suppress(OSError):  # only ever empty by now; not there: fine
-            parent.rmdir()
-    labyard.close()
-    if keep_data:
-        console.print(f"data dir kept: {labyard.settings.data_dir}")
-    else:
-        shutil.rmtree(labyard.settings.data_dir, ignore_errors=True)
+# The private instance (private_settings, check_images, teardown) is start_latency.py's.
 
 
 def use_old_limits() -> None:
@@ -249,11 +235,6 @@ async def start_hog(labyard: Labyard, hog: Playground, kind: str, backstop_s: in
 # -- figures -------------------------------------------------------------------------------
 
 
-def nearest_rank(values: Sequence[float], percentile: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(percentile / 100 * len(ordered)) - 1)]
-
-
 def summarize(phase: Phase) -> dict[str, Any]:
     return {
         "exec_median_s": round(statistics.median(phase.exec_s), 3),
@@ -311,20 +292,6 @@ def print_table(results: dict[str, Any]) -> None:
     p95 = results["hog_running"]["exec_p95_s"]
     verdict = "[green]PASS[/]" if p95 <= TARGET_P95_S else "[red]MISS[/]"
     console.print(f"  {verdict}  exec p95 with the hog = {p95} s (target <= {TARGET_P95_S} s)")
-
-
-def machine_facts() -> dict[str, Any]:
-    try:
-        runc = subprocess.run(["runc", "--version"], capture_output=True, text=True, check=False)
-        runc_version = runc.stdout.splitlines()[0].removeprefix("runc version ").strip()
-    except (OSError, IndexError):
-        runc_version = "unknown"
-    return {
-        "cores": os.cpu_count(),
-        "kernel": platform.release(),
-        "runc": runc_version,
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-    }
 
 
 # -- main ----------------------------------------------------------------------------------

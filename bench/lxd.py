@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -34,6 +32,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from start_latency import machine_facts, nearest_rank  # noqa: E402  # beside this script
 
 from labyard.manifest import Manifest, load_manifest, manifest_from_text  # noqa: E402
 from labyard.services import Labyard, Playground  # noqa: E402
@@ -55,11 +55,6 @@ regions:
 countries:
   IN: two
 """
-
-
-def nearest_rank(values: Sequence[float], percentile: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))]
 
 
 def figures(values: Sequence[float]) -> dict[str, float]:
@@ -242,8 +237,7 @@ async def main() -> None:
     args = parser.parse_args()
     parts = args.parts.split(",")
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
-        "load_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "machine": machine_facts(),
     }
     if "starts" in parts:
         results["starts"] = await starts(args.runs)

@@ -4,6 +4,7 @@ host's built images), torn down with everything it started."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -132,14 +133,20 @@ class Starter:
 
 @pytest.fixture
 async def start(labyard: Labyard) -> AsyncIterator[Starter]:
-    starter = Starter(labyard)
-    yield starter
-    await asyncio.shield(starter.cleanup())
+    async with starting(labyard) as starter:
+        yield starter
 
 
 @pytest.fixture(scope="module")
 async def starter(labyard: Labyard) -> AsyncIterator[Starter]:
     """Like `start`, for playgrounds that a whole test module shares."""
+    async with starting(labyard) as starter:
+        yield starter
+
+
+@contextlib.asynccontextmanager
+async def starting(labyard: Labyard) -> AsyncIterator[Starter]:
+    """A Starter on `labyard` that destroys what it started on the way out (a failure too)."""
     starter = Starter(labyard)
     try:
         yield starter

@@ -37,7 +37,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-POOL = "labyard"
+from tests.lxd_daemon import POOL, Daemon  # the same pool name, the same daemon handle
+
 NETWORK = "198.51.100"
 GATEWAY = f"{NETWORK}.1"
 PORT = 8443
@@ -47,30 +48,16 @@ LXC_LOCKS = Path("/run/lxc/lock")
 
 
 @dataclass
-class Member:
-    name: str
-    dir: Path
-    address: str
-    netns: str
-    process: subprocess.Popen[bytes]
+class Member(Daemon):
+    """A member's daemon (its dir, process, socket, `lxc`), in a network namespace of its own."""
 
-    @property
-    def url(self) -> str:
-        return f"unix://{self.dir / 'unix.socket'}"
+    name: str = ""
+    address: str = ""
+    netns: str = ""
 
     @property
     def https_address(self) -> str:
         return f"{self.address}:{PORT}"
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "LXD_DIR": str(self.dir)}
-
-    def lxc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """`lxc` against this member's unix socket."""
-        return subprocess.run(
-            ["lxc", *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
 
 
 @dataclass
@@ -143,7 +130,7 @@ def start(pool_size: str = "30GiB", prefix: str = "lyc") -> Cluster:
             directory.mkdir(mode=0o711)
             directory.chmod(0o711)
             cluster.members.append(
-                Member(name, directory, address, netns, _spawn(directory, netns))
+                Member(directory, _spawn(directory, netns), name, address, netns)
             )
         for member in cluster.members:
             _wait_ready(member)

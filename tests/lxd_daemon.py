@@ -30,8 +30,11 @@ class Daemon:
     def env(self) -> dict[str, str]:
         return {**os.environ, "LXD_DIR": str(self.dir)}
 
-    def lxc(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["lxc", *args], env=self.env, capture_output=True, text=True)
+    def lxc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`lxc` against this daemon's unix socket."""
+        return subprocess.run(
+            ["lxc", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
 
 def start(pool_size: str = "40GiB") -> Daemon:

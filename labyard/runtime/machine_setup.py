@@ -24,6 +24,9 @@ class MachineFile:
     mode: int = 0o644
     owner: str = "root"
     """A user of the machine (`user` or `user:group`, names or numbers)."""
+    folder_mode: int = 0o755
+    """Of the folder it is in, when that is made for it (other folders made are 0755; all are
+    root's; a folder the image has is left as it is)."""
 
 
 def addresses_needed(manifest: Manifest, network_name: str) -> int:
@@ -85,7 +88,9 @@ def machine_files(
         MachineFile("/etc/hosts", hosts_file(machine.name, addresses).encode()),
         MachineFile("/etc/resolv.conf", resolv.encode()),
         MachineFile("/etc/ssh/ssh_host_ed25519_key", spec.host_keys[machine.name].encode(), 0o600),
-        MachineFile("/root/.ssh/authorized_keys", f"{spec.authorized_key}\n".encode(), 0o600),
+        MachineFile(
+            "/root/.ssh/authorized_keys", f"{spec.authorized_key}\n".encode(), 0o600, "root", 0o700
+        ),
     ]
     written += [MachineFile(f.path, f.data(), int(f.mode, 8), f.owner) for f in machine.files]
     return written

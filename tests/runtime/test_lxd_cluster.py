@@ -126,6 +126,20 @@ async def test_the_operator_sees_members_and_regions(
     assert all(m.state == "online" and (m.memory_free or 0) > 0 for m in members.values())
     regions = {r.name: r for r in await labyard.cluster.regions_now()}
     assert regions["mars"].state == "down" and regions["india"].members == ["m2"]
+    shown = cli(cluster, data_dir, "cluster", "members", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert {m["name"]: m["regions"] for m in json.loads(shown.stdout)} == {
+        "m1": ["europe"],
+        "m2": ["india"],
+    }
+    missing = cli(cluster, data_dir, "cluster", "evacuate", "m9")
+    assert (missing.returncode, missing.stderr.strip()) == (3, "labyard: no cluster member 'm9'")
+
+
+def cli(
+    cluster: lxd_cluster.Cluster, data_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The real `labyard` command, on this module's instance."""
     env = {
         **os.environ,
         "LABYARD_DATA_DIR": str(data_dir),
@@ -135,26 +149,13 @@ async def test_the_operator_sees_members_and_regions(
         "LABYARD_LXD_PROJECT": "cluster",
         "LABYARD_LXD_POOL": lxd_cluster.POOL,
     }
-    shown = subprocess.run(
-        [str(REPO / ".venv/bin/labyard"), "cluster", "members", "--json"],
+    return subprocess.run(
+        [str(REPO / ".venv/bin/labyard"), *args],
         capture_output=True,
         text=True,
         env=env,
         check=False,
     )
-    assert shown.returncode == 0, shown.stderr
-    assert {m["name"]: m["regions"] for m in json.loads(shown.stdout)} == {
-        "m1": ["europe"],
-        "m2": ["india"],
-    }
-    missing = subprocess.run(
-        [str(REPO / ".venv/bin/labyard"), "cluster", "evacuate", "m9"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert (missing.returncode, missing.stderr.strip()) == (3, "labyard: no cluster member 'm9'")
 
 
 async def test_a_restarted_control_plane_adopts_playgrounds_on_every_member(

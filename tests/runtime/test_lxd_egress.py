@@ -9,7 +9,6 @@ else of the host a machine may reach is tested in test_other_playgrounds_and_the
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import shlex
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from labyard.services import Labyard, Playground
-from tests.conftest import Starter
+from tests.conftest import Starter, starting
 from tests.runtime.test_egress import (
     METADATA,
     PUBLIC,
@@ -58,11 +57,8 @@ class Playgrounds:
 
 @pytest.fixture(scope="module")
 async def lxd_starter(lxd_labyard: Labyard) -> AsyncIterator[Starter]:
-    starter = Starter(lxd_labyard)
-    try:
+    async with starting(lxd_labyard) as starter:
         yield starter
-    finally:
-        await asyncio.shield(starter.cleanup())
 
 
 @pytest.fixture(scope="module")

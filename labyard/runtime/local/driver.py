@@ -366,6 +366,12 @@ def _write_machine_files(
     ids: IdRange,
 ) -> None:
     for written in machine_files(spec, machine, addresses, host_resolvers()):
-        files.write(rootfs, written.path, written.data, written.mode, written.owner, ids=ids)
-        if written.path == "/root/.ssh/authorized_keys":
-            files.inside(rootfs, "/root/.ssh").chmod(0o700)
+        files.write(
+            rootfs,
+            written.path,
+            written.data,
+            written.mode,
+            written.owner,
+            ids=ids,
+            folder_mode=written.folder_mode,
+        )

@@ -27,14 +27,16 @@ def write(
     owner: str = "root",
     *,
     ids: IdRange,
+    folder_mode: int = 0o755,
 ) -> None:
-    """Write a file into the machine, creating parent directories (root-owned, 0755).
+    """Write a file into the machine, creating parent directories (root-owned, 0755; the
+    file's own folder `folder_mode`).
 
     `owner` names a user of the machine; the file is owned by that user's host id in `ids`.
     """
     uid, gid = owner_ids(rootfs, owner)
     target = inside(rootfs, path)
-    _make_dirs(rootfs, target.parent, ids)
+    _make_dirs(rootfs, target.parent, ids, folder_mode)
     uid, gid = ids.host(uid), ids.host(gid)
     data = content.encode() if isinstance(content, str) else content
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
@@ -48,11 +50,11 @@ def write(
         os.close(fd)
 
 
-def _make_dirs(rootfs: Path, directory: Path, ids: IdRange) -> None:
+def _make_dirs(rootfs: Path, directory: Path, ids: IdRange, last_mode: int) -> None:
     missing = []
     while not directory.exists() and directory != rootfs:
         missing.append(directory)
         directory = directory.parent
     for new in reversed(missing):
-        new.mkdir(mode=0o755)
+        new.mkdir(mode=last_mode if new == missing[0] else 0o755)
         os.chown(new, ids.host(0), ids.host(0))

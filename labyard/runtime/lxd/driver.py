@@ -302,7 +302,7 @@ class LxdDriver(Driver):
                 parents.append(parent)
                 parent = parent.rsplit("/", 1)[0] or "/"
             for directory in reversed(parents):
-                mode = 0o700 if directory == "/root/.ssh" else 0o755
+                mode = each.folder_mode if directory == parents[0] else 0o755
                 await self._push(name, directory, b"", mode, (0, 0), "directory")
                 made.add(directory)
             ids = self._owner_ids(image, each.owner)
