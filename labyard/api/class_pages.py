@@ -1,6 +1,7 @@
 """Class pages: my classes (`/classes`), the create form (`/classes/new`), the join pages
 (`/classes/join`, `/classes/join/{code}`: signed in, or a guest's display name), a member's
-class page (`/classes/{id}`: content with start buttons, queue position, broadcasts) and
+class page (`/classes/{id}`: content with start buttons, queue position, broadcasts; for
+the instructor, the region the class is pinned to, changed at `/classes/{id}/region`) and
 the instructor board (`/classes/{id}/board`). Forms post here with the CSRF field; the
 pages' script (static/classes.js) starts content and follows the live streams through the
 JSON API. Policy lives in services/classes.py and its neighbours."""
@@ -8,12 +9,12 @@ JSON API. Policy lives in services/classes.py and its neighbours."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from labyard.api import _learning as learning
 from labyard.api.account_pages import page_user, to_login
@@ -21,13 +22,16 @@ from labyard.api.auth import set_session
 from labyard.api.deps import check_csrf, get_labyard
 from labyard.api.web import render
 from labyard.errors import InvalidInput, LabyardError, NotFound
-from labyard.services import User
-from labyard.services.class_spec import ClassSpec
+from labyard.services import Labyard, User
+from labyard.services.class_spec import ClassChanges, ClassSpec
 from labyard.services.classes import CONTENT_KEY, RUN_CLASSES, ClassView
 
 router = APIRouter(include_in_schema=False)
 FORM_TIME = "%Y-%m-%dT%H:%M"
 """`<input type=datetime-local>`'s value; the form's times are UTC."""
+Form = TypeVar("Form", bound=BaseModel)
+OWN_REGION = "Each learner's own region"
+"""The region choice "" (no pin): each learner's country decides."""
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -37,6 +41,27 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _missing(request: Request) -> Response:
     return render(request, "not_found.html", {"what": "class"}, 404)
+
+
+def _region_choices(labyard: Labyard, current: str = "") -> list[tuple[str, str]]:
+    """(name, title) of the regions a class may be pinned to, the empty choice first; none
+    when the regions file has one region only (and the class is not pinned to another)."""
+    regions = labyard.regions.regions
+    if len(regions) < 2 and (not current or current in regions):
+        return []
+    choices = [("", OWN_REGION)] + [(name, r.title) for name, r in regions.items()]
+    if current and current not in regions:  # gone from the file since: still shown
+        choices.append((current, current))
+    return choices
+
+
+def _region_title(labyard: Labyard, region: str) -> str:
+    if not region:
+        return OWN_REGION
+    found = labyard.regions.regions.get(region)
+    if found is None:  # removed from the regions file since (class_starts.region_in_force)
+        return f"{region} (no longer in the regions file: each learner's own region)"
+    return found.title
 
 
 def _content(request: Request, keys: list[str]) -> list[dict[str, Any]]:
@@ -98,9 +123,16 @@ def _new_page(
         "starts_at": now.strftime(FORM_TIME),
         "ends_at": (now + timedelta(hours=2)).strftime(FORM_TIME),
         "guests": "",
+        "region": "",
     }
-    catalog = [e.name for e in get_labyard(request).catalog.entries()]
-    context = {"values": {**defaults, **(values or {})}, "error": error, "catalog": catalog}
+    labyard = get_labyard(request)
+    catalog = [e.name for e in labyard.catalog.entries()]
+    context = {
+        "values": {**defaults, **(values or {})},
+        "error": error,
+        "catalog": catalog,
+        "regions": _region_choices(labyard),
+    }
     return render(request, "class_new.html", context, status)
 
 
@@ -130,17 +162,24 @@ async def new_class(request: Request) -> Response:
 
 
 def _spec_of(values: dict[str, str]) -> ClassSpec:
+    return _valid(
+        ClassSpec,
+        {
+            "title": values.get("title", ""),
+            "content": [line.strip() for line in values.get("content", "").split() if line],
+            "seats": values.get("seats", ""),
+            "starts_at": values.get("starts_at", ""),
+            "ends_at": values.get("ends_at", ""),
+            "guests": values.get("guests") == "on",
+            "region": values.get("region", ""),
+        },
+    )
+
+
+def _valid(model: type[Form], fields: dict[str, Any]) -> Form:
+    """The form's fields as `model`; InvalidInput naming each field's problem."""
     try:
-        return ClassSpec.model_validate(
-            {
-                "title": values.get("title", ""),
-                "content": [line.strip() for line in values.get("content", "").split() if line],
-                "seats": values.get("seats", ""),
-                "starts_at": values.get("starts_at", ""),
-                "ends_at": values.get("ends_at", ""),
-                "guests": values.get("guests") == "on",
-            }
-        )
+        return model.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -215,14 +254,44 @@ def class_page(request: Request, class_id: str) -> Response:
     view = _view(request, user, class_id)
     if view is None:
         return _missing(request)
+    return _class_page(request, view)
+
+
+def _class_page(request: Request, view: ClassView, error: str = "", status: int = 200) -> Response:
+    labyard = get_labyard(request)
     context = {
         "c": view,
         "content": _content(request, view.content),
         "instructs": view.members is not None,
         "join_url": str(request.base_url).rstrip("/") + view.join_path,
+        "region_title": _region_title(labyard, view.region),
+        "regions": _region_choices(labyard, view.region),
+        "error": error,
         "data": {"id": view.id, "state": view.state, "member": view.me is not None},
     }
-    return render(request, "class.html", context)
+    return render(request, "class.html", context, status)
+
+
+@router.post("/classes/{class_id}/region", response_model=None)
+async def change_region(request: Request, class_id: str) -> Response:
+    """The instructor pins the class to a region (or to none) from the class page."""
+    user = page_user(request)
+    if user is None:
+        return to_login(request)
+    labyard = get_labyard(request)
+    try:
+        values = await _form(request)
+        labyard.classes.change(
+            user, class_id, _valid(ClassChanges, {"region": values.get("region", "")})
+        )
+    except NotFound:
+        return _missing(request)
+    except LabyardError as exc:
+        view = _view(request, user, class_id)
+        if view is None:
+            return _missing(request)
+        return _class_page(request, view, exc.message, exc.http_status)
+    return RedirectResponse(f"/classes/{class_id}", status_code=303)
 
 
 @router.get("/classes/{class_id}/board", response_model=None)

@@ -3,13 +3,15 @@ run the room, the board and the exports. Policy (who may see or change what, sea
 lives in services/classes.py, class_room.py and class_results.py.
 
     POST   /api/classes                            {title, content, seats, starts_at,
-                                                   ends_at, guests} -> 201 {id, join_code,
-                                                   join_url, ...} (instructors, admins)
+                                                   ends_at, guests, region?} -> 201 {id,
+                                                   join_code, join_url, region, ...}
+                                                   (instructors, admins)
     GET    /api/classes                            the classes I run or am in
     POST   /api/classes/join                       {code} -> the class with my membership
     POST   /api/classes/join/guest                 {code, name} -> the same, signed in as
                                                    the class's new guest (no sign-in needed)
     GET    /api/classes/{id}                       members and state (members: themselves)
+    PATCH  /api/classes/{id}                       {region} -> the class (its instructor)
     DELETE /api/classes/{id}                       end it, delete it and its guests
     DELETE /api/classes/{id}/members/{account}     remove a member (their machines go)
     POST   /api/classes/{id}/playground            {content} -> 201 the playground, or 202
@@ -43,10 +45,10 @@ from pydantic import BaseModel, Field
 
 from labyard.api import _learning as learning
 from labyard.api.auth import set_session
-from labyard.api.deps import LabyardDep, UserDep
+from labyard.api.deps import LabyardDep, UserDep, client_country
 from labyard.errors import NotFound
 from labyard.services import Labyard
-from labyard.services.class_spec import ClassSpec
+from labyard.services.class_spec import ClassChanges, ClassSpec
 from labyard.services.class_starts import Queued, Started
 
 
@@ -144,7 +146,9 @@ def _answer(result: Started | Queued, created: int = 201) -> JSONResponse:
 
 @router.post("", status_code=201)
 def create(body: ClassSpec, request: Request, user: UserDep, labyard: LabyardDep) -> dict[str, Any]:
-    """A new class (instructors and admins; 403 for anyone else)."""
+    """A new class (instructors and admins; 403 for anyone else). `region`, when given, is
+    a region of the server's regions file that every start of the class runs in (422
+    naming the known regions otherwise)."""
     return labyard.classes.create(user, body).to_json(_base(request))
 
 
@@ -181,6 +185,15 @@ def get_class(
     return labyard.classes.get(user, class_id).to_json(_base(request))
 
 
+@router.patch("/{class_id}")
+def change_class(
+    class_id: str, body: ClassChanges, request: Request, user: UserDep, labyard: LabyardDep
+) -> dict[str, Any]:
+    """Change the class (its instructor and admins): `region` pins later starts to a region
+    of the regions file, or `""` lets each learner's country decide again."""
+    return labyard.classes.change(user, class_id, body).to_json(_base(request))
+
+
 @router.delete("/{class_id}", status_code=204)
 async def delete_class(class_id: str, user: UserDep, labyard: LabyardDep) -> None:
     await labyard.class_room.delete(user, class_id)
@@ -199,10 +212,14 @@ async def remove_member(
 
 
 @router.post("/{class_id}/playground", status_code=201, response_model=None)
-async def start(class_id: str, body: StartBody, user: UserDep, labyard: LabyardDep) -> JSONResponse:
+async def start(
+    class_id: str, body: StartBody, request: Request, user: UserDep, labyard: LabyardDep
+) -> JSONResponse:
     """Start the class's content as a member, on the class's seats: 201 with the
-    playground once it runs, 202 `{queued: true, position}` while it waits to start."""
-    return _answer(await labyard.class_room.start(user, class_id, body.content))
+    playground once it runs, 202 `{queued: true, position}` while it waits to start. It
+    runs in the class's region, or the member's own when the class is pinned to none."""
+    country = client_country(request)
+    return _answer(await labyard.class_room.start(user, class_id, body.content, country))
 
 
 @router.get("/{class_id}/playground", response_model=None)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from labyard.api.account_pages import page_user, to_login
 from labyard.api.deps import LabyardDep, UserDep, check_csrf, get_labyard
+from labyard.api.pages import to_playground
 from labyard.api.web import render
 from labyard.errors import LabyardError, NotFound
 
@@ -108,4 +109,4 @@ async def start_button(request: Request, name: str) -> Response:
     except LabyardError as exc:
         context = {"catalog": [], "saved": [], "error": exc.message}
         return render(request, "catalog.html", context, exc.http_status)
-    return RedirectResponse(f"/playgrounds/{playground.id}", status_code=303)
+    return to_playground(request, playground.id, playground.notice)

@@ -2,8 +2,8 @@
 
 The file is validated here first, every problem as file:line: field, like a manifest. On a
 server (after `labyard login`, or with `--server`) the class is made through its API as the
-signed-in instructor, and the server's objections to content keys come back with their
-lines too; otherwise it is made in the local instance for the instructor `--instructor`
+signed-in instructor, and the server's objections to content keys and the region come back
+with their lines too; otherwise it is made in the local instance for the instructor `--instructor`
 names (and content from `--content`, as `labyard serve`). Prints the class's id on stdout,
 its join code and link on stderr.
 """
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Classes and workshops.", no_args_is_help=True)
 _CONTENT_PROBLEM = re.compile(r"^content\[(\d+)\]: (.*)$")
+_REGION_PROBLEM = re.compile(r"^region: (.*)$")
 
 
 @app.command()
@@ -73,15 +74,17 @@ def _remote(server: str, token: str, spec: ClassSpec, source: YamlSource) -> dic
 
 
 def _located(message: str, source: YamlSource) -> Exception:
-    """The server's `content[i]: ...` problems at their lines in the file."""
+    """The server's `content[i]: ...` and `region: ...` problems at their lines in the file."""
     from labyard.errors import InvalidInput, ManifestError
 
     problems = []
     for part in message.split("; "):
-        found = _CONTENT_PROBLEM.match(part)
-        if found is None:
+        if found := _CONTENT_PROBLEM.match(part):
+            problems.append(source.error(("content", int(found[1])), found[2]))
+        elif found := _REGION_PROBLEM.match(part):
+            problems.append(source.error(("region",), found[1]))
+        else:
             return InvalidInput(message)
-        problems.append(source.error(("content", int(found[1])), found[2]))
     return ManifestError(problems)
 
 
@@ -98,7 +101,7 @@ def _local(
     content = content or (DEFAULT_CONTENT if DEFAULT_CONTENT.is_dir() else None)
     labyard = Labyard(Settings.from_env(), content_dir=content)
     try:
-        problems = labyard.classes.content_problems(spec.content)
+        problems = labyard.classes.problems(spec)
         if problems:
             raise ManifestError([source.error(loc, message) for loc, message in problems])
         user = labyard.accounts.by_email(instructor)

@@ -59,7 +59,7 @@ class PlaygroundSpec:
     """Who asked for it: a label only, for drivers that tag resources."""
     region: str = ""
     """Where it should run, for drivers with several places (an LXD cluster group): tried
-    first; elsewhere, with `Started.notice` saying so, when it is full or down. "": anywhere."""
+    first; elsewhere when it is full or down (`Started.placed_in` says where). "": anywhere."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,9 @@ class Started:
     machines: list[MachineEndpoint]
     state: DriverState
     """What the driver needs to find this playground again (see `Driver.adopt`)."""
-    notice: str = ""
-    """One sentence for the user when it runs somewhere they would not expect (another
-    region than theirs, because theirs was full or down); "" otherwise."""
+    placed_in: tuple[str, ...] | None = None
+    """The groups of the server it runs on, for drivers with several places (so the caller
+    can tell the user when that is not the region asked for); None for one place."""
 
 
 class Driver(abc.ABC):

@@ -99,7 +99,7 @@ class Labyard:
         self.playgrounds.claim_warm = self.pools.claim_matching  # operator pools (LABYARD_POOLS)
         self.attempts = Attempts(self.playgrounds, self.catalog, on_solved=self._solved)
         self.task_dev_tools = TaskDevTools(self.attempts)  # authors' task panel
-        self.classes = Classes(self.db, self.accounts, self.catalog)
+        self.classes = Classes(self.db, self.accounts, self.catalog, self.regions)
         self.lti = Lti(settings.data_dir, self.db, self.accounts, content_dir, self.classes)
         self.class_room = ClassRoom(self.classes, self.playgrounds, self.attempts, self.pools)
         self.class_results = ClassResults(self.class_room)

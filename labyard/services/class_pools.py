@@ -3,8 +3,10 @@ first startable content key (a bare playground, a challenge or a tutorial; a cou
 started lesson by lesson and left cold) is kept warm for WARM_SHARE of its seats plus a
 reserve of RESERVE while seats remain (services/pools.py does the warming and topping up);
 RELEASE_AFTER the start, or once the class ends (or is deleted), every pool of the class is
-released and its unclaimed playgrounds are destroyed. `tend` is one round; the server
-runs `tend_forever` (api/classes.py's lifespan).
+released and its unclaimed playgrounds are destroyed. A class pinned to a region has its
+pool warmed in that region (the region is in the pool's key); when the instructor changes
+the region, the next round releases the pool of the old one and warms one in the new.
+`tend` is one round; the server runs `tend_forever` (api/classes.py's lifespan).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import asyncio
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from labyard.services.class_admission import COURSES
-from labyard.services.class_starts import CLASS_SCOPE, pool_key
+from labyard.services.class_starts import class_of_pool, pool_key, region_in_force
 from labyard.services.classes import now
+from labyard.services.cluster.regions import Regions
 from labyard.services.pools import Pools
 from labyard.store import Database
 from labyard.store.models import ClassRow
@@ -32,8 +36,20 @@ RESERVE = 2
 TEND_S = 30.0
 
 
-def wanted(row: ClassRow, at: datetime) -> tuple[str, int, int] | None:
-    """(pool key, count, reserve) the class wants warm at `at`, or None."""
+@dataclass(frozen=True)
+class Wanted:
+    """The pool a class wants warm."""
+
+    key: str
+    count: int
+    reserve: int
+    region: str
+    """Where its playgrounds run: the class's region ("": the default one)."""
+
+
+def wanted(row: ClassRow, at: datetime, regions: Regions) -> Wanted | None:
+    """The pool the class wants warm at `at` (in its region, while `regions` has it), or
+    None."""
     if row.ended_at is not None or at >= row.ends_at:
         return None
     if not row.starts_at - WARM_LEAD <= at < row.starts_at + RELEASE_AFTER:
@@ -42,7 +58,8 @@ def wanted(row: ClassRow, at: datetime) -> tuple[str, int, int] | None:
     if first is None:
         return None
     count = min(row.seats, math.ceil(row.seats * WARM_SHARE))
-    return pool_key(row.id, first), count, min(RESERVE, row.seats)
+    region = region_in_force(row.region, regions)
+    return Wanted(pool_key(row.id, first, region), count, min(RESERVE, row.seats), region)
 
 
 class ClassPools:
@@ -63,19 +80,23 @@ class ClassPools:
                     ClassRow.ended_at.is_(None),
                 )
             )
-            want = {w[0]: w for row in rows if (w := wanted(row, at)) is not None}
+            regions = self.pools.playgrounds.regions
+            want = {w.key: w for row in rows if (w := wanted(row, at, regions)) is not None}
         done: dict[str, str] = {}
         known = {state.key for state in self.pools.pools()}
-        for key, (_, count, reserve) in want.items():
+        for key, pool in want.items():
             running = self._warming.get(key)
             if key not in known and (running is None or running.done()):
-                task = asyncio.create_task(self.pools.warm(key, count, reserve), name=f"warm-{key}")
+                warming = self.pools.warm(key, pool.count, pool.reserve, region=pool.region)
+                task = asyncio.create_task(warming, name=f"warm-{key}")
                 task.add_done_callback(_logged)
                 self._warming[key] = task
                 done[key] = "warming"
-        current = {key.split(":", 1)[0] for key in want}  # `class-<id>` of classes in window
+        # `class-<id>[@<region>]` of classes in window: a pool of a region the class is no
+        # longer pinned to goes too.
+        current = {key.split(":", 1)[0] for key in want}
         for key in known - set(want):
-            if key.startswith(CLASS_SCOPE) and key.split(":", 1)[0] not in current:
+            if class_of_pool(key) is not None and key.split(":", 1)[0] not in current:
                 await self._stop(key)
                 done[key] = f"released ({await self.pools.release(key)} destroyed)"
         return done

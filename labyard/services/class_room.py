@@ -109,9 +109,13 @@ class ClassRoom:
             if not covers(list(row.content), key):
                 raise NotFound(f"class {row.title!r} does not use {key!r}")
 
-    async def start(self, user: User, class_id: str, key: str) -> Started | Queued:
+    async def start(
+        self, user: User, class_id: str, key: str, country: str | None = None
+    ) -> Started | Queued:
         """Start the member's class content: Started once it runs, else Queued with the
-        position (class_starts.py). Starting what runs already gives it."""
+        position (class_starts.py). Starting what runs already gives it. It runs in the
+        class's region when the class is pinned to one, else in that of `country` (where
+        the member is, if known)."""
         self._check_start(user, class_id, key)
         self.presence.seen(class_id, user.id)
         current = await self.current(user, class_id)
@@ -120,7 +124,7 @@ class ClassRoom:
         if current is not None:
             raise Conflict(f"you have {current.content_key} running for this class; end it first")
         item, manifest = self._target(key)
-        return await self.starts.start(user, class_id, key, item, manifest)
+        return await self.starts.start(user, class_id, key, item, manifest, country)
 
     async def current(self, user: User, class_id: str) -> Started | Queued | None:
         """The member's class start: queued, running, or None (nothing running)."""

@@ -1,12 +1,13 @@
 """What a class is made of, as the API, the web form and `labyard class create FILE` give
 it. A YAML file is validated like a manifest: every problem at once, each as file:line:
 field (the same machinery as plans.yaml); content keys are checked against this server's
-content and catalog by services/classes.py."""
+content and catalog, and the region against its regions file, by services/classes.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -16,6 +17,7 @@ from labyard.manifest.source import YamlSource, parse_yaml, read_yaml
 MAX_SEATS = 500
 MAX_CONTENT = 50
 ContentKey = str
+RegionName = Annotated[str, Field(max_length=100)]
 
 
 class ClassSpec(BaseModel):
@@ -32,6 +34,10 @@ class ClassSpec(BaseModel):
     ends_at: datetime
     guests: bool = False
     """Whether people may join with just a display name (a guest account for the class)."""
+    region: RegionName = ""
+    """A region of the operator's regions file every start of the class runs in, whatever
+    the learner's country; "" (the default): each learner's own region. Checked against
+    the regions file by services/classes.py."""
 
     @field_validator("title")
     @classmethod
@@ -62,6 +68,16 @@ class ClassSpec(BaseModel):
         if self.ends_at.year > 9000 or self.starts_at.year < 2000:
             return [(("starts_at",), "dates must lie between the years 2000 and 9000")]
         return []
+
+
+class ClassChanges(BaseModel):
+    """What the instructor changes of a class later; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: RegionName | None = None
+    """As in ClassSpec: a region of the regions file, or "" to let each learner's country
+    decide again."""
 
 
 def spec_from_source(source: YamlSource) -> ClassSpec:

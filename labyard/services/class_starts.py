@@ -4,10 +4,13 @@ join claims a pre-started playground when the class's pool has one and otherwise
 error). A challenge, tutorial or lesson then becomes an attempt in that playground, so its
 tasks are checked and the board sees them.
 
-The class's pool of a content key is `pool_key(class_id, key)`; the launch names the class
-(`Launch.class_id`), so admission checks the class's seats, not the member's plan
-(class_admission.py), and the usage record says `class`. `_playground` is the one place
-that decides between the pools and a plain start (no pools: the playgrounds service).
+The class's pool of a content key is `pool_key(class_id, key, region)`; the launch names the
+class (`Launch.class_id`), so admission checks the class's seats, not the member's plan
+(class_admission.py), and the usage record says `class`. A class pinned to a region runs
+every start there (`Launch.region`, whatever the learner's country); its pool's key names
+the region, so a claim never hands over a playground warmed in another (the class's region
+changed meanwhile). `_playground` is the one place that decides between the pools and a
+plain start (no pools: the playgrounds service).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from labyard.content.loader import Item
 from labyard.manifest import Manifest
 from labyard.services.accounts import User
 from labyard.services.class_admission import live_playgrounds
+from labyard.services.cluster.regions import Regions
 from labyard.services.playgrounds import Playgrounds
 from labyard.services.pools import Pools, scoped_key
 from labyard.services.pools import Queued as PoolQueued
 from labyard.services.tasks import AttemptRecord, Attempts
 from labyard.services.usage import Launch
 from labyard.store import AttemptRow, PlaygroundRow, UsageSessionRow
-from labyard.store.models import ClassAttemptRow
+from labyard.store.models import ClassAttemptRow, ClassRow
 from labyard.types import LaunchedBy, Playground
 
 START_WAIT_S = 120.0
@@ -39,12 +43,30 @@ JobKey = tuple[str, int]
 
 
 CLASS_SCOPE = "class-"
-"""Every class pool's key starts with it: `class-<class id>:<content key>`."""
+"""Every class pool's key starts with it: `class-<class id>:<content key>`, or
+`class-<class id>@<region>:<content key>` for a class pinned to a region."""
 
 
-def pool_key(class_id: str, content_key: str) -> str:
-    """The warm pool that serves a class's content key (services/pools.py)."""
-    return scoped_key(f"{CLASS_SCOPE}{class_id}", content_key)
+def pool_key(class_id: str, content_key: str, region: str = "") -> str:
+    """The warm pool that serves a class's content key (services/pools.py), in the class's
+    region when it is pinned to one."""
+    scope = f"{CLASS_SCOPE}{class_id}" + (f"@{region}" if region else "")
+    return scoped_key(scope, content_key)
+
+
+def region_in_force(region: str, regions: Regions) -> str:
+    """Where a class pinned to `region` runs its starts: there while the regions file has
+    it; once the operator removed it, "" (each learner's own region) until the instructor
+    picks another."""
+    return region if region in regions.regions else ""
+
+
+def class_of_pool(key: str) -> str | None:
+    """The class whose pool `key` is (whatever its region); None: not a class's pool."""
+    scope = key.split(":", 1)[0]
+    if ":" not in key or not scope.startswith(CLASS_SCOPE):
+        return None
+    return scope.removeprefix(CLASS_SCOPE).split("@", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -77,17 +99,35 @@ class ClassStarts:
     def _lock(self, job: JobKey) -> asyncio.Lock:
         return self._locks.setdefault(job, asyncio.Lock())
 
-    async def start(
-        self, user: User, class_id: str, key: str, item: Item | None, manifest: Manifest
-    ) -> Started | Queued:
-        """Start (claim, or queue) the member's class content."""
-        launch = Launch(
+    def launch(self, user: User, class_id: str, key: str, country: str | None = None) -> Launch:
+        """A member's start of the class's content `key`: on the class's seats, in the
+        class's region when it is pinned to one, else in the region of `country` (where
+        the learner is, if known)."""
+        with self.db.session() as session:
+            row = session.get(ClassRow, class_id)
+            region = row.region if row is not None else ""
+        region = region_in_force(region, self.playgrounds.regions)
+        return Launch(
             account_id=user.id,
             role=user.role,
             by=LaunchedBy.CLASS,
             content_key=key,
             class_id=class_id,
+            country=country,
+            region=region,
         )
+
+    async def start(
+        self,
+        user: User,
+        class_id: str,
+        key: str,
+        item: Item | None,
+        manifest: Manifest,
+        country: str | None = None,
+    ) -> Started | Queued:
+        """Start (claim, or queue) the member's class content, from `country` if known."""
+        launch = self.launch(user, class_id, key, country)
         job = (class_id, user.id)
         async with self._lock(job):
             got = await self._playground(user, class_id, key, manifest, launch)
@@ -102,12 +142,11 @@ class ClassStarts:
         """The one seam between class starts and the warm pools."""
         if self.pools is None:
             return await self.playgrounds.start(manifest, owner=user.owner, launch=launch)
-        found = await self.pools.start(user, pool_key(class_id, key), launch=launch)
+        pool = pool_key(class_id, key, launch.region)
+        found = await self.pools.start(user, pool, launch=launch)
         if isinstance(found, PoolQueued) and found.state == "starting":
             # It got a boot slot at once: worth waiting for rather than a 202.
-            found = await self.pools.start(
-                user, pool_key(class_id, key), launch=launch, wait_s=START_WAIT_S
-            )
+            found = await self.pools.start(user, pool, launch=launch, wait_s=START_WAIT_S)
         return found
 
     async def _adopt(
@@ -168,7 +207,7 @@ class ClassStarts:
             item = item_of(key)
             if item is None:
                 return Started(playground, None, key)
-            launch = Launch(user.id, user.role, LaunchedBy.CLASS, key, class_id=class_id)
+            launch = self.launch(user, class_id, key)
             return await self._adopt(user, class_id, key, item, playground, launch)
 
     async def end_class(self, class_id: str) -> None:
@@ -178,9 +217,8 @@ class ClassStarts:
             del self._tickets[job]
         if self.pools is None:
             return
-        prefix = pool_key(class_id, "")
         for state in self.pools.pools():
-            if state.key.startswith(prefix):
+            if class_of_pool(state.key) == class_id:
                 await self.pools.release(state.key)
 
 

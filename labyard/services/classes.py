@@ -1,8 +1,10 @@
 """Classes and workshops: an instructor's class, its join code, and who is in it.
 
 - Instructors (and admins) create a class: title, content (challenges, tutorials, courses
-  or bare playgrounds), seats, start and end, guests allowed or not. It gets a join link and
-  a 6-character join code (services/codes.py: unambiguous, case-insensitive).
+  or bare playgrounds), seats, start and end, guests allowed or not, and optionally a region
+  of the regions file (services/cluster/regions.py) that every start of the class runs in,
+  whatever the learner's country (the instructor may change it later). It gets a join link
+  and a 6-character join code (services/codes.py: unambiguous, case-insensitive).
 - Learners join signed in, or (when the class allows) as a guest with a display name: a
   guest account made for the class, with no password, that starts nothing else and is
   deleted with the class. Members are at most `seats`; a removed member cannot rejoin.
@@ -33,7 +35,8 @@ from labyard.services import codes
 from labyard.services.accounts import Accounts, User
 from labyard.services.catalog import Catalog
 from labyard.services.class_admission import not_running_message, running
-from labyard.services.class_spec import ClassSpec, checked
+from labyard.services.class_spec import ClassChanges, ClassSpec, checked
+from labyard.services.cluster.regions import Regions
 from labyard.services.owners import owner_of
 from labyard.services.tasks.content import find_item
 from labyard.store import AttemptRow, Database, UserRow
@@ -49,6 +52,8 @@ GUEST_DOMAIN = "guests.invalid"
 """Guest accounts' made-up email addresses end in this reserved domain (RFC 2606)."""
 GUEST_PASSWORD_HASH = "!guest"
 """Matches no password: argon2 refuses it as a hash, so a guest can never sign in."""
+Problems = list[tuple[tuple[int | str, ...], str]]
+"""(field path, message) of each problem of a class's fields."""
 
 
 def now() -> datetime:
@@ -106,6 +111,8 @@ class ClassView:
     state: str
     members: list[Member] | None
     me: Member | None
+    region: str = ""
+    """The region every start of the class runs in; "": each learner's own."""
 
     @property
     def join_path(self) -> str:
@@ -125,6 +132,7 @@ class ClassView:
             "starts_at": _iso(self.starts_at),
             "ends_at": _iso(self.ends_at),
             "guests": self.guests,
+            "region": self.region,
             "join_code": self.join_code,
             "join_url": base_url.rstrip("/") + self.join_path,
             "ended_at": _iso(self.ended_at),
@@ -155,17 +163,39 @@ def may_run(user: User, row: ClassRow) -> bool:
     )
 
 
+def problems_message(problems: Problems) -> str:
+    """`content[1]: ...; region: ...`: each problem after the field it is about."""
+    return "; ".join(
+        f"{loc[0]}{''.join(f'[{part}]' for part in loc[1:])}: {message}"
+        for loc, message in problems
+    )
+
+
 class Classes:
-    def __init__(self, db: Database, accounts: Accounts, catalog: Catalog) -> None:
+    def __init__(
+        self, db: Database, accounts: Accounts, catalog: Catalog, regions: Regions
+    ) -> None:
         self.db = db
         self.accounts = accounts
         self.catalog = catalog
+        self.regions = regions
 
     # -- creating ------------------------------------------------------------------------
 
-    def content_problems(self, content: list[str]) -> list[tuple[tuple[int | str, ...], str]]:
+    def problems(self, spec: ClassSpec) -> Problems:
+        """What of the class this server cannot run: its content keys, its region."""
+        return self.content_problems(spec.content) + self.region_problems(spec.region)
+
+    def region_problems(self, region: str) -> Problems:
+        """A region that is not in the regions file ("" is none: always fine)."""
+        if not region or region in self.regions.regions:
+            return []
+        known = ", ".join(self.regions.regions)
+        return [(("region",), f"no region {region!r} in this server's regions (regions: {known})")]
+
+    def content_problems(self, content: list[str]) -> Problems:
         """(field path, message) for each key that names nothing this server has."""
-        problems: list[tuple[tuple[int | str, ...], str]] = []
+        problems: Problems = []
         for i, key in enumerate(content):
             try:
                 if CONTENT_KEY.match(key):
@@ -183,9 +213,9 @@ class Classes:
         if user.role not in RUN_CLASSES:
             raise Forbidden("only instructors and admins create classes")
         spec = checked(spec)
-        problems = self.content_problems(spec.content)
+        problems = self.problems(spec)
         if problems:
-            raise InvalidInput("; ".join(f"content[{loc[1]}]: {m}" for loc, m in problems))
+            raise InvalidInput(problems_message(problems))
         for _ in range(5):  # a code taken already (1 in 887 million): draw again
             try:
                 with self.db.session() as session:
@@ -198,6 +228,7 @@ class Classes:
                         starts_at=spec.starts_at,
                         ends_at=spec.ends_at,
                         guests=spec.guests,
+                        region=spec.region,
                         join_code=codes.new_code(CODE_LENGTH),
                         changes=0,
                         created_at=now(),
@@ -208,6 +239,19 @@ class Classes:
             except IntegrityError:
                 continue
         raise Conflict("could not draw a free join code; try again")
+
+    def change(self, user: User, class_id: str, changes: ClassChanges) -> ClassView:
+        """The instructor (or an admin) changes the class: its region, for now. Starts from
+        then on run in the new region; playgrounds running already stay where they are."""
+        with self.db.session() as session:
+            row = self.instructed(session, user, class_id)
+            if changes.region is not None:
+                problems = self.region_problems(changes.region)
+                if problems:
+                    raise InvalidInput(problems_message(problems))
+                row.region = changes.region
+            session.flush()
+            return self.view_of(session, row, user)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -244,6 +288,7 @@ class Classes:
             state_of(row, now()),
             members,
             _member(mine) if mine is not None else None,
+            row.region,
         )
 
     def visible(self, session: Session, user: User, class_id: str) -> ClassRow:

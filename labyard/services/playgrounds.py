@@ -221,7 +221,7 @@ class Playgrounds:
         async with playground_lock(self.settings.locks_dir, playground_id):
             await self._admit(spec, lifetime_s, launch, client.private_openssh, pool_key)
             try:
-                notice = await self._bring_up(spec)
+                placed_in = await self._bring_up(spec)
             except BaseException as exc:
                 await asyncio.shield(self._rollback(playground_id))
                 if isinstance(exc, TimeoutError):
@@ -230,6 +230,7 @@ class Playgrounds:
                         f"{self.settings.start_timeout_s:g} s; it was removed again"
                     ) from exc
                 raise
+        notice = self.regions.elsewhere_notice(region, placed_in)
         return dataclasses.replace(await self.get(playground_id), notice=notice)
 
     async def _admit(
@@ -291,8 +292,8 @@ class Playgrounds:
             if pool_key is None:  # warm: metered from its claim (pools.py)
                 _metered(session, row, launch, admitted, created)
 
-    async def _bring_up(self, spec: PlaygroundSpec) -> str:
-        """Start, wait for SSH, run init tasks; the driver's notice about where it runs."""
+    async def _bring_up(self, spec: PlaygroundSpec) -> tuple[str, ...] | None:
+        """Start, wait for SSH, run init tasks; the groups of the server it runs on."""
         connections: dict[str, Connection] = {}
         try:
             async with asyncio.timeout(self.settings.start_timeout_s):
@@ -312,7 +313,7 @@ class Playgrounds:
             for connection in connections.values():
                 connection.close()
         self.set_state(spec.id, PlaygroundState.RUNNING)
-        return started.notice
+        return started.placed_in
 
     async def _booted(self, spec: PlaygroundSpec, machine: str, target: Target) -> Connection:
         """Wait for the machine's SSH; if the machine stops while booting (rare: seen about

@@ -10,20 +10,22 @@ and marked `operator`; only those serve ordinary starts (`claim_matching`, wired
 
 The interface (what classes.py and the server call):
 
-- `await warm(key, count, reserve=0, manifest=None) -> PoolState`: keep `count + reserve`
-  playgrounds warm before claims begin; claims use up `count` first, and once they have,
-  `reserve` stays warm (topped up after every claim) until the pool is released. So the
-  number kept warm is `max(count - claimed, 0) + reserve`: `warm(key, 30, 2)` for a class
-  of 40 (75 % of the seats plus a reserve of 2); `warm("linux", 0, 2)` for an operator pool
-  of 2. Returns once the missing ones have been started (failures are logged; the next
-  round tries again). Calling it again changes count and reserve; the claims so far still
-  count.
+- `await warm(key, count, reserve=0, manifest=None, region="") -> PoolState`: keep
+  `count + reserve` playgrounds warm before claims begin; claims use up `count` first, and
+  once they have, `reserve` stays warm (topped up after every claim) until the pool is
+  released. So the number kept warm is `max(count - claimed, 0) + reserve`: `warm(key, 30,
+  2)` for a class of 40 (75 % of the seats plus a reserve of 2); `warm("linux", 0, 2)` for
+  an operator pool of 2. They run in `region` (of the regions file: a class pinned to one;
+  "": the default region). Returns once the missing ones have been started (failures are
+  logged; the next round tries again). Calling it again changes count, reserve and region;
+  the claims so far still count.
 - `await release(key) -> int`: forget the pool and destroy its unclaimed playgrounds
   (claimed ones are their learners'); how many were destroyed.
 - `await claim(key, user, lifetime_s=None, launch=None) -> Playground | None`: give a warm
   playground to `user` (an owner label `user:<id>`, or anything with an `.owner`, like
   `accounts.User`), admitted by `launch`'s plan like any start (LimitExceeded, Forbidden).
-  None when the pool has no warm one. See "What a claim resets" below.
+  None when the pool has no warm one, or when the launch asks for a region (`Launch.region`)
+  the pool was not warmed in. See "What a claim resets" below.
 - `await start(user, key, launch=None, lifetime_s=None, wait_s=0) -> Playground | Queued`:
   a claim when a warm playground is there; otherwise a cold start through the queue
   (start_queue.py: at most `cold_starts` boot at a time, the rest wait in order). The plan
@@ -177,20 +179,32 @@ class Pools:
         return self.catalog.get(what).manifest
 
     async def warm(
-        self, key: str, count: int, reserve: int = 0, manifest: Manifest | None = None
+        self,
+        key: str,
+        count: int,
+        reserve: int = 0,
+        manifest: Manifest | None = None,
+        region: str = "",
     ) -> PoolState:
-        """Keep `max(count - claimed, 0) + reserve` playgrounds of `key` warm; returns once
-        the missing ones were started (see the module docstring)."""
+        """Keep `max(count - claimed, 0) + reserve` playgrounds of `key` warm, started in
+        `region` ("": the default one); returns once the missing ones were started (see the
+        module docstring)."""
         _check_key(key)
         for name, value in (("count", count), ("reserve", reserve)):
             if not 0 <= value <= MAX_WARM:
                 raise InvalidInput(f"a pool's {name} is 0 to {MAX_WARM}, not {value}")
-        self._define(key, manifest or self.manifest_of(key), count, reserve)
+        self._define(key, manifest or self.manifest_of(key), count, reserve, region=region)
         await self._topped_up(key)
         return self._require(key)
 
     def _define(
-        self, key: str, manifest: Manifest, count: int, reserve: int, operator: bool = False
+        self,
+        key: str,
+        manifest: Manifest,
+        count: int,
+        reserve: int,
+        operator: bool = False,
+        region: str = "",
     ) -> None:
         at = now()
         with self.db.session() as session:
@@ -200,6 +214,13 @@ class Pools:
                 session.add(pool)
             pool.manifest = manifest.model_dump(mode="json")
             pool.count, pool.reserve, pool.updated_at = count, reserve, at
+            pool.region = region
+
+    def _region_of(self, key: str) -> str:
+        """The region the pool's playgrounds are warmed in ("": the default one)."""
+        with self.db.session() as session:
+            pool = session.get(PoolRow, key)
+            return pool.region if pool is not None else ""
 
     async def release(self, key: str) -> int:
         """Forget the pool and destroy its unclaimed playgrounds; how many were destroyed.
@@ -286,9 +307,10 @@ class Pools:
         missing = state.wanted - state.warm - state.starting
         if missing <= 0:
             return
-        manifest = self.manifest_of(key)
+        manifest, launch = self.manifest_of(key), Launch(region=self._region_of(key))
         results = await asyncio.gather(
-            *(self._warm_one(key, manifest) for _ in range(missing)), return_exceptions=True
+            *(self._warm_one(key, manifest, launch) for _ in range(missing)),
+            return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -296,12 +318,17 @@ class Pools:
                 "pool %s: %d of %d warm starts failed: %r", key, len(failed), missing, failed[0]
             )
 
-    async def _warm_one(self, key: str, manifest: Manifest) -> None:
+    async def _warm_one(self, key: str, manifest: Manifest, launch: Launch) -> None:
+        """One warm playground; `launch` says only where it runs (no account: no plan)."""
         async with self._warming:
             if self.state(key) is None:
                 return  # released while this waited
             playground = await self.playgrounds.start(
-                manifest, owner=pool_owner(key), lifetime_s=WARM_LIFETIME_S, pool_key=key
+                manifest,
+                owner=pool_owner(key),
+                lifetime_s=WARM_LIFETIME_S,
+                launch=launch,
+                pool_key=key,
             )
             await self._hold(playground)
         if self.state(key) is None:  # released while it booted
@@ -408,7 +435,8 @@ class Pools:
     ) -> _Taken | None:
         """One transaction: count the claim (the pool row's lock, taken first, puts claims
         of one pool in turn), admit it by the plan, hand the oldest warm playground over
-        with the learner's key, and open its usage session."""
+        with the learner's key, and open its usage session. A launch that asks for a region
+        takes nothing from a pool warmed in another."""
         at = now()
         try:
             with self.db.session() as session:
@@ -417,7 +445,10 @@ class Pools:
                 )
                 if not getattr(counted, "rowcount", 0):
                     raise _Undo
-                manifest = Manifest.model_validate(session.get_one(PoolRow, key).manifest)
+                pool = session.get_one(PoolRow, key)
+                if launch.region and pool.region != launch.region:
+                    raise _Undo
+                manifest = Manifest.model_validate(pool.manifest)
                 admission = self.playgrounds.admission
                 admitted = admission.admit(session, owner, manifest, launch, lifetime_s, at)
                 row = session.scalars(

@@ -630,6 +630,9 @@ class ClassRow(Base):
     """Ended early by its instructor; None: runs to `ends_at`."""
     changes: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    region: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    """A region of the regions file every start of the class runs in (migration 0016); "":
+    each learner's own country decides."""
 
 
 class ClassMemberRow(Base):
@@ -836,6 +839,9 @@ class PoolRow(Base):
     """Made from LABYARD_POOLS (released once the setting no longer names it)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    region: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    """The region its playgrounds are warmed in (a pinned class's, migration 0016); "": the
+    default region."""
 
 
 # -- looking over a learner's shoulder (issue 9 part 4; services/looks.py) ---------------

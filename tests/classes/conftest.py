@@ -61,7 +61,7 @@ async def room(database_url: str, tmp_path: Path) -> AsyncIterator[Room]:
     catalog = Catalog(None)
     attempts = Attempts(world.playgrounds, catalog)
     pools = Pools(world.playgrounds, catalog)
-    classes = Classes(world.db, world.accounts, catalog)
+    classes = Classes(world.db, world.accounts, catalog, world.playgrounds.regions)
     class_room = ClassRoom(classes, world.playgrounds, attempts, pools)
     yield Room(world, classes, class_room, ClassResults(class_room), pools)
     await pools.close()

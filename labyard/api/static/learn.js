@@ -28,6 +28,14 @@ function say(text, error = false) {
   status.classList.toggle("error", error);
 }
 
+/** A start's one sentence on where its playground runs (another region than the learner's),
+ *  above the terminals until the next start; none: hidden. */
+function tell(notice) {
+  const element = $("lab-notice");
+  element.textContent = notice || "";
+  element.hidden = !notice;
+}
+
 async function answer(task, value) {
   const path = `/api/attempts/${attempt.id}/tasks/${encodeURIComponent(task)}/input`;
   await api("POST", path, { value });
@@ -48,7 +56,9 @@ async function start() {
     }
     hideBanner();
     shown = null;
-    follow(await api("POST", "/api/attempts", { content: data.key }));
+    const started = await api("POST", "/api/attempts", { content: data.key });
+    tell(started.notice);
+    follow(started);
   } catch (error) {
     $("start-error").textContent = error.message;
     $("start-error").hidden = false;

@@ -71,6 +71,9 @@ class Behaviour:
     """Machines run but never answer SSH (a start times out)."""
     fail: str = ""
     """Machines end at boot with this sentence (`failed`)."""
+    placed_in: tuple[str, ...] | None = None
+    """Starts say they ran on a server of these groups, as a cluster's driver does (so
+    the notice of a playground run outside its region can be tested without a cluster)."""
 
 
 class FakeDriver(Driver):
@@ -106,7 +109,7 @@ class FakeDriver(Driver):
                 )
         machines = [MachineEndpoint(m.name, "127.0.0.1") for m in spec.manifest.machines]
         self._adopted.add(spec.id)
-        return Started(machines, self._state(spec))
+        return Started(machines, self._state(spec), self.behaviour.placed_in)
 
     def _launch(self, directory: Path, spec: PlaygroundSpec, machine: str, saved: Path) -> None:
         first = not (directory / "fs").exists()

@@ -154,7 +154,8 @@ class LxdDriver(Driver):
         manifest = spec.manifest
         aliases = {m.image: await self._image_alias(m.image) for m in manifest.machines}
         found = await self._instances(spec.id)
-        member, notice = await self._members.place(spec, found)
+        placed = await self._members.place(spec, found)
+        member = placed.name if placed else None
         try:
             nets = await uninterrupted(self._bridges.ensure(spec, found, self.settings.local))
             recorded = await self._start_machines(spec, aliases, found, member, nets)
@@ -168,7 +169,8 @@ class LxdDriver(Driver):
         by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
         self._adopted[spec.id] = by_name
         endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]
-        return Started(endpoints, _record(spec.id, self.project, by_name), notice)
+        placed_in = placed.groups if placed else None
+        return Started(endpoints, _record(spec.id, self.project, by_name), placed_in)
 
     async def _start_machines(
         self,

@@ -3,9 +3,10 @@ cluster): their state, free memory and own addresses, and which one a playground
 
 Placement: where a playground already is; else the online member of its region (a cluster
 group) with the most free memory that holds the whole playground; else such a member of
-another region, with a notice. A member whose daemon died still reads online until the
-cluster's heartbeat notices (`cluster.offline_threshold`), so a member that does not answer
-within MEMBER_TIMEOUT_S counts as unreachable at once.
+another region (the start says which groups it ran in: `Started.placed_in`). A member
+whose daemon died still reads online until the cluster's heartbeat notices
+(`cluster.offline_threshold`), so a member that does not answer within MEMBER_TIMEOUT_S
+counts as unreachable at once.
 """
 
 from __future__ import annotations
@@ -40,46 +41,38 @@ class Members:
 
     async def place(
         self, spec: PlaygroundSpec, found: dict[str, dict[str, Any]]
-    ) -> tuple[str | None, str]:
-        """(member, notice): where a playground's machines run. Where they already are; else
-        the online member of `spec.region` with the most free memory that holds them all,
-        else such a member elsewhere, with a notice; None on a server that is no cluster."""
+    ) -> ClusterMember | None:
+        """Where a playground's machines run. Where they already are; else the online member
+        of `spec.region` with the most free memory that holds them all, else such a member
+        elsewhere; None on a server that is no cluster."""
         if not (await self.lxd.server()).clustered:
-            return None, ""
+            return None
         for instance in found.values():
             where = str(instance.get("location"))
-            state = {m.name: m.state for m in await self.members()}.get(where)
-            if state != "online":
+            member = {m.name: m for m in await self.members()}.get(where)
+            state = member.state if member else "offline"
+            if member is None or state != "online":
                 raise Conflict(
                     f"the server holding this playground ({where}) is "
                     f"{'drained' if state == 'evacuated' else 'unreachable'}: start a new "
                     "playground instead, or this one again once that server is back",
                     reason="member_unavailable",
                 )
-            return where, ""
+            return member
         need = sum(m.memory for m in spec.manifest.machines)
         roomy = [
             m for m in await self.members() if m.state == "online" and (m.memory_free or 0) >= need
         ]
-        if spec.region:
-            theirs = [m for m in roomy if spec.region in m.groups]
-            if theirs:
-                return _roomiest(theirs).name, ""
+        theirs = [m for m in roomy if spec.region in m.groups]
+        if theirs:
+            return _roomiest(theirs)
         if not roomy:
             raise LimitExceeded(
                 "no server of the cluster has room for this playground now "
                 f"({need >> 20} MiB of memory); try again in a few minutes",
                 reason="cluster_full",
             )
-        chosen = _roomiest(roomy)
-        if not spec.region:
-            return chosen.name, ""
-        elsewhere = ", ".join(g for g in chosen.groups if g != "default") or chosen.name
-        notice = (
-            f"the servers of region {spec.region} are full or unreachable, so this "
-            f"playground runs in {elsewhere}: it may feel slower"
-        )
-        return chosen.name, notice
+        return _roomiest(roomy)
 
     async def listen_host(self, member: str | None) -> str:
         """The address a machine's proxy device listens on: its member's, as the cluster

@@ -7,6 +7,10 @@ as a stop's does): learners start new ones, which run elsewhere. Its machines ke
 disks there, to start again once the member is restored. (Moving them with their disks is
 what LXD's `move` is for, but LXD 5.0.2 then fails to start a moved machine with its own
 id range: "Failed to change ACLs on .../var/log/journal".)
+
+`overview` is what the operator's page (/admin/cluster) shows, on any driver: on one that
+runs every playground itself (no `Cluster` capability), no members and the regions file's
+regions. Callers with an actor (the web) must be admins; None is the operator's local CLI.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from labyard.errors import NotFound
+from labyard.errors import Forbidden, NotFound
 from labyard.runtime.capabilities import Cluster as ClusterCapability
 from labyard.runtime.capabilities import ClusterMember, lacks
+from labyard.services.accounts import User
 from labyard.services.cluster.regions import Regions
 from labyard.services.playgrounds import Playgrounds
-from labyard.types import PlaygroundState
+from labyard.types import PlaygroundState, Role
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,24 @@ class RegionView:
     countries: list[str]
     members: list[str]
     state: str
-    """`up` while one of its members is online, else `down`."""
+    """`up` while one of its members is online, else `down`; without a cluster, this server
+    serves every region: `up`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClusterOverview:
+    """The cluster as the operator's page shows it."""
+
+    driver: str
+    """The runtime driver's name (`lxd`, `local`, ...)."""
+    clustered: bool
+    """Whether the driver runs playgrounds on several servers (the `Cluster` capability);
+    without it, this server runs every playground itself and `members` is empty."""
+    members: list[MemberView]
+    regions: list[RegionView]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,14 +113,18 @@ class Cluster:
         ]
 
     async def regions_now(self) -> list[RegionView]:
-        members = await self.members()
+        return self._region_views(await self.members())
+
+    def _region_views(self, members: list[MemberView] | None) -> list[RegionView]:
+        """Every region of the regions file with its members now; `members` None: no
+        cluster, this server serves them all."""
         views = []
         for name, region in self.regions.regions.items():
-            mine = [m for m in members if name in m.regions]
+            mine = [m for m in members or [] if name in m.regions]
             countries = sorted(c for c, r in self.regions.countries.items() if r == name)
             if name == self.regions.default_region:
                 countries.append("(every other)")
-            up = any(m.state == "online" for m in mine)
+            up = members is None or any(m.state == "online" for m in mine)
             views.append(
                 RegionView(
                     name,
@@ -111,10 +137,22 @@ class Cluster:
             )
         return views
 
-    async def evacuate(self, member: str) -> list[Drained]:
+    async def overview(self, actor: User | None = None) -> ClusterOverview:
+        """Members and regions now, on any driver (see the module docstring). Members are
+        asked side by side, each for MEMBER_TIMEOUT_S at most (runtime/lxd/members.py):
+        one that does not answer reads `offline` rather than holding the page up."""
+        _admin(actor)
+        driver = self.playgrounds.driver
+        if not isinstance(driver, ClusterCapability):
+            return ClusterOverview(driver.name, False, [], self._region_views(None))
+        members = await self.members()
+        return ClusterOverview(driver.name, True, members, self._region_views(members))
+
+    async def evacuate(self, member: str, actor: User | None = None) -> list[Drained]:
         """Stop every playground on `member`, then take it out of placement (in that order:
         the engine's own evacuation would stop them behind labyard's back, and they would
         read `failed`)."""
+        _admin(actor)
         driver = self._driver("drain a server")
         if member not in {m.name for m in await driver.members()}:
             raise NotFound(f"no cluster member {member!r}")
@@ -130,6 +168,13 @@ class Cluster:
         await driver.set_evacuated(member, True)
         return drained
 
-    async def restore(self, member: str) -> None:
+    async def restore(self, member: str, actor: User | None = None) -> None:
         """Let `member` take new playgrounds again."""
+        _admin(actor)
         await self._driver("restore a server").set_evacuated(member, False)
+
+
+def _admin(actor: User | None) -> None:
+    """None is the operator's local CLI (`labyard cluster`)."""
+    if actor is not None and actor.role != Role.ADMIN:
+        raise Forbidden("only admins may see or drain the servers playgrounds run on")

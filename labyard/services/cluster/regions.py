@@ -60,6 +60,19 @@ class Regions(_Strict):
         found = self.regions[region]
         return found.group or region
 
+    def elsewhere_notice(self, region: str, placed_in: tuple[str, ...] | None) -> str:
+        """The sentence a learner reads when their playground, meant for `region`, runs on a
+        server of other groups (`placed_in`, as the driver placed it); "" when it runs in
+        its region or the driver has one place only."""
+        if placed_in is None or self.group_of(region) in placed_in:
+            return ""
+        there = [r.title for name, r in self.regions.items() if self.group_of(name) in placed_in]
+        return (
+            f"The servers of region {self.regions[region].title} are full or unreachable, so "
+            f"this playground runs in {' / '.join(there) or 'another region'}: it may feel "
+            "slower."
+        )
+
 
 def regions_from_source(source: YamlSource) -> Regions:
     return validate_source(source, Regions, "regions file", Regions.reference_problems)

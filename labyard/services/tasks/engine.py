@@ -135,7 +135,7 @@ class Attempts:
         self.store.insert(record)
         self.audience.touch(record.id)
         self._launch(record, pool)
-        return record
+        return replace(record, notice=playground.notice)
 
     def _launch(self, record: AttemptRecord, pool: MachinePool | None = None) -> None:
         if record.id in self._runs or record.playground_id is None:

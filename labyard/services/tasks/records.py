@@ -72,6 +72,9 @@ class AttemptRecord:
     started_at: datetime
     finished_at: datetime | None
     tasks: dict[str, TaskRecord]
+    notice: str = ""
+    """Said once, by the start that made it: where its playground runs when that is not
+    the learner's region (`Playground.notice`). Not stored."""
 
     @property
     def finished(self) -> bool:
@@ -91,6 +94,7 @@ class AttemptRecord:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "tasks": [t.to_json(name, self.spec) for name, t in self.tasks.items()],
+            **({"notice": self.notice} if self.notice else {}),
         }
 
 
