@@ -11,8 +11,12 @@ with the test suite's helpers and taken away after; a temp data dir per labyard 
   exec round on every one (median, p95).
 - `lost`: a playground on m2, m2's daemon killed: time until its status reads `failed`, and
   until a new start of the same region has a machine answering on m1.
+- `claim`: on one LXD daemon, a warm pool of `linux` holding a playground per run; claims
+  (a learner's start taking a warm one: new key, owner and clean shell) -> first exec,
+  interleaved with cold starts -> first exec. Median, p95, cold/claim ratio.
 
 Run as root: `.venv/bin/python bench/lxd.py --runs 8 --many 40`. See bench/README.md.
+`many` also prints each start's seconds (median, p95) and how many answered an exec.
 """
 
 from __future__ import annotations
@@ -135,6 +139,37 @@ async def starts(runs: int) -> dict[str, Any]:
     return results
 
 
+async def claims(runs: int) -> dict[str, Any]:
+    daemon = lxd_daemon.start()
+    lxd = instance("lxd", LxdSettings(daemon.url, project="bench", pool=lxd_daemon.POOL))
+    key = "bench-claim:linux"
+    manifest = load_manifest("linux")
+    samples: dict[str, list[float]] = {"claim": [], "cold": []}
+    try:
+        await timed_start(lxd, manifest)  # uploads the image once
+        await lxd.pools.warm(key, runs)
+        for i in range(runs):
+            user = lxd.accounts.create_user(f"bench{i}@example.org", "a long password")
+            began = time.monotonic()
+            claimed = await lxd.pools.claim(key, user, launch=user.launch())
+            assert claimed is not None, "the pool ran dry"
+            await first_exec(lxd, claimed)
+            samples["claim"].append(time.monotonic() - began)
+            samples["cold"].append(await timed_start(lxd, manifest))
+            await lxd.playgrounds.destroy(claimed.id)
+        return {
+            "claim": figures(samples["claim"]),
+            "cold": figures(samples["cold"]),
+            "ratio_median_cold_over_claim": round(
+                statistics.median(samples["cold"]) / statistics.median(samples["claim"]), 1
+            ),
+        }
+    finally:
+        await lxd.pools.release(key)
+        await close(lxd)
+        lxd_daemon.stop(daemon)
+
+
 def cluster_settings(cluster: lxd_cluster.Cluster) -> LxdSettings:
     return LxdSettings(cluster.member("m1").url, project="bench", pool=lxd_cluster.POOL)
 
@@ -147,13 +182,14 @@ def groups(cluster: lxd_cluster.Cluster) -> None:
     m1.lxc("config", "set", "cluster.offline_threshold", "11")
 
 
-async def many(count: int) -> dict[str, Any]:
+async def many(count: int, at_once: int) -> dict[str, Any]:
     cluster = lxd_cluster.start(pool_size="60GiB")
     groups(cluster)
     labyard = instance("lxd", cluster_settings(cluster), REGIONS)
     started: list[Playground] = []
     refused: Counter[str] = Counter()
-    gate = asyncio.Semaphore(4)
+    gate = asyncio.Semaphore(at_once)
+    took: list[float] = []
     began = time.monotonic()
     try:
         await timed_start(labyard, SMALL)  # the image, uploaded once
@@ -162,9 +198,11 @@ async def many(count: int) -> dict[str, Any]:
             async with gate:
                 try:
                     country = "IN" if i % 2 else "DE"
+                    t0 = time.monotonic()
                     playground = await labyard.playgrounds.start(
                         SMALL, launch=Launch(country=country)
                     )
+                    took.append(time.monotonic() - t0)
                     started.append(playground)
                 except Exception as exc:  # counted and shown: what a learner would see
                     refused[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
@@ -172,10 +210,15 @@ async def many(count: int) -> dict[str, Any]:
         await asyncio.gather(*(one(i) for i in range(count)))
         wall = time.monotonic() - began
         execs: list[float] = []
+        silent: Counter[str] = Counter()
 
         async def answer(playground: Playground) -> None:
             t0 = time.monotonic()
-            await first_exec(labyard, playground)
+            try:
+                await first_exec(labyard, playground)
+            except Exception as exc:  # counted and shown
+                silent[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+                return
             execs.append(time.monotonic() - t0)
 
         await asyncio.gather(*(answer(p) for p in started))
@@ -186,8 +229,12 @@ async def many(count: int) -> dict[str, Any]:
             used += list(memory.values())
         return {
             "asked": count,
+            "at_once": at_once,
             "started": len(started),
+            "answered": len(execs),
+            "silent": dict(silent),
             "refused": dict(refused),
+            "start": figures(took) if took else None,
             "wall_s": round(wall, 1),
             "per_member": members,
             "machine_mib_median": round(statistics.median(used) / 2**20, 1) if used else None,
@@ -232,7 +279,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--many", type=int, default=40)
-    parser.add_argument("--parts", default="starts,many,lost")
+    parser.add_argument("--at-once", type=int, default=4, help="concurrent starts in `many`")
+    parser.add_argument("--parts", default="starts,claim,lost,many")
     parser.add_argument("--json", default=str(REPO / "bench/results/lxd.json"))
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -241,11 +289,14 @@ async def main() -> None:
     }
     if "starts" in parts:
         results["starts"] = await starts(args.runs)
+    if "claim" in parts:
+        results["claim"] = await claims(args.runs)
+        print("claim", json.dumps(results["claim"]), flush=True)
     if "lost" in parts:
         results["lost"] = await lost()
         print("lost", json.dumps(results["lost"]), flush=True)
     if "many" in parts:
-        results["many"] = await many(args.many)
+        results["many"] = await many(args.many, args.at_once)
         print("many", json.dumps(results["many"]), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -155,8 +155,9 @@ class Playground:
     created_at: datetime
     expires_at: datetime
     notice: str = ""
-    """Said once, by the start that made it: where it runs when that is not the learner's
-    region (theirs was full or down). Not stored."""
+    """A sentence for its owner: in a start's response, where it runs when that is not the
+    learner's region (theirs was full or down), said once and not stored; otherwise the
+    stored one on why it stopped (its server drained), kept until it starts again."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,7 +6,8 @@ A start's `notice` (its one sentence on where the playground runs, when that is 
 learner's region) rides from the Start form to the playground's page in a cookie of that
 page's own path, signed with the learner's session secret (a page served on a sibling
 subdomain, as exposed ports may be, can set cookies here but cannot sign one), and is shown
-there once."""
+there once. Without one, the page shows the playground's stored notice (`Playground.notice`:
+why it stopped, until it starts again) in the same place, as "my playgrounds" does under it."""
 
 from __future__ import annotations
 

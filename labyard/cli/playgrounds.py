@@ -38,6 +38,15 @@ def _table(playgrounds: list[Playground]) -> Table:
     return table
 
 
+def _show(playgrounds: list[Playground]) -> None:
+    """The table, then a line for each playground with a notice for its owner (why it
+    stopped)."""
+    out.print(_table(playgrounds))
+    for p in playgrounds:
+        if p.notice:
+            out.print(f"{p.id}: {p.notice}", markup=False)
+
+
 @app.command()
 def start(
     name_or_manifest: str = typer.Argument(..., help="A built-in playground or a manifest file."),
@@ -70,7 +79,7 @@ def list_(as_json: bool = JSON) -> None:
     if as_json:
         print_json([p.to_json() for p in playgrounds])
     else:
-        out.print(_table(playgrounds))
+        _show(playgrounds)
 
 
 @app.command()
@@ -80,7 +89,7 @@ def status(playground_id: str, as_json: bool = JSON) -> None:
     if as_json:
         print_json(playground.to_json())
     else:
-        out.print(_table([playground]))
+        _show([playground])
 
 
 @app.command()

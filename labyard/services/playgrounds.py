@@ -96,6 +96,7 @@ def playground_of(
         machines,
         aware(row.created_at),
         aware(row.expires_at),
+        row.notice or "",
     )
 
 
@@ -230,8 +231,9 @@ class Playgrounds:
                         f"{self.settings.start_timeout_s:g} s; it was removed again"
                     ) from exc
                 raise
+        made = await self.get(playground_id)
         notice = self.regions.elsewhere_notice(region, placed_in)
-        return dataclasses.replace(await self.get(playground_id), notice=notice)
+        return dataclasses.replace(made, notice=notice or made.notice)
 
     async def _admit(
         self,
@@ -373,14 +375,22 @@ class Playgrounds:
         _metered(session, row, launch, admitted, at)
 
     def set_state(
-        self, playground_id: str, state: PlaygroundState, end: EndReason | None = None
+        self,
+        playground_id: str,
+        state: PlaygroundState,
+        end: EndReason | None = None,
+        *,
+        notice: str | None = None,
     ) -> None:
         """Record the state; `stopped` or `failed` ends its usage session, for `end`
-        (default `crashed`: what the reconciler means when it marks one stopped)."""
+        (default `crashed`: what the reconciler means when it marks one stopped). A
+        `notice` replaces the owner's ("" clears it); None leaves it."""
         with self.db.session() as session:
             row = self._row(session, playground_id, None)
             row.state = state
             row.updated_at = now()
+            if notice is not None:
+                row.notice = notice
             if state in (PlaygroundState.STOPPED, PlaygroundState.FAILED):
                 close_sessions(session, playground_id, end or EndReason.CRASHED, row.updated_at)
 
@@ -404,6 +414,15 @@ class Playgrounds:
                 session.delete(row)
             close_sessions(session, playground_id, end or EndReason.RECONCILED, at)
 
+    def tell(self, playground_id: str, notice: str) -> None:
+        """Keep `notice` for the playground's owner (why it stopped: the cluster service's
+        drain words it), shown with the playground until it starts again. One destroyed
+        meanwhile has nobody to tell."""
+        with self.db.session() as session:
+            row = session.get(PlaygroundRow, playground_id)
+            if row is not None:
+                row.notice = notice
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def stop(self, playground_id: str, owner: str | None = None) -> Playground:
@@ -419,7 +438,8 @@ class Playgrounds:
         self, playground_id: str, owner: str | None = None, account_id: int | None = None
     ) -> Playground:
         """Stop (if running) and start again from the same writable layers: a new usage
-        session. With `account_id`, that account's daily allowance is checked first."""
+        session. With `account_id`, that account's daily allowance is checked first. Once
+        it runs, its owner's notice (why it stopped) is cleared; a failed restart keeps it."""
         await self.get(playground_id, owner)
         async with playground_lock(self.settings.locks_dir, playground_id):
             spec = self._spec(playground_id)
@@ -434,7 +454,7 @@ class Playgrounds:
             except BaseException:
                 self.set_state(playground_id, PlaygroundState.FAILED, EndReason.FAILED)
                 raise
-            self.set_state(playground_id, PlaygroundState.RUNNING)
+            self.set_state(playground_id, PlaygroundState.RUNNING, notice="")  # said its piece
         return await self.get(playground_id)
 
     def _restarting(self, playground_id: str, account_id: int | None) -> None:

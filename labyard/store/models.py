@@ -71,6 +71,9 @@ class PlaygroundRow(Base):
     its owner. Warm (claimable) while `claimed_at` is None."""
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     """When a learner claimed it from its pool; its lifetime and usage count from here."""
+    notice: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """A sentence for its owner on why it stopped (its server drained: services/cluster/
+    members.py, migration 0017); "" for none. Cleared when it starts again."""
 
     machines: Mapped[list[MachineRow]] = relationship(
         back_populates="playground", cascade="all, delete-orphan", order_by="MachineRow.position"

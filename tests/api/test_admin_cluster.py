@@ -11,10 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,61 +19,10 @@ from fastapi import FastAPI
 
 from labyard.api.app import create_app
 from labyard.manifest import load_manifest
-from labyard.runtime.capabilities import ClusterMember
-from labyard.runtime.fake import FakeDriver
 from labyard.services import Labyard, User
-from labyard.settings import Settings
-from tests.conftest import IMAGES_DIR, dismantle
+from tests.api.two_servers import TwoServers, instance
 
 PASSWORD = "a long enough password"
-GIB = 1 << 30
-REGIONS = """\
-default_region: europe
-regions:
-  europe: {title: Europe, group: eu}
-  india: {title: India}
-countries:
-  IN: india
-  BD: india
-"""
-
-
-class TwoServers(FakeDriver):
-    """The fake driver as if it ran on two servers (the `Cluster` capability): m1 in group
-    `eu`, m2 in `india`, which holds every playground."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.states = {"m1": "online", "m2": "online"}
-
-    async def members(self) -> list[ClusterMember]:
-        on_m2 = len(await self.list())
-        m2_memory = (None, None) if self.states["m2"] == "offline" else (GIB, 4 * GIB)
-        return [
-            ClusterMember("m1", ("default", "eu"), self.states["m1"], 0, 6 * GIB, 8 * GIB, ""),
-            ClusterMember("m2", ("default", "india"), self.states["m2"], on_m2, *m2_memory, ""),
-        ]
-
-    async def playgrounds_on(self, member: str) -> list[str]:
-        return await self.list() if member == "m2" else []
-
-    async def set_evacuated(self, member: str, evacuated: bool) -> None:
-        self.states[member] = "evacuated" if evacuated else "online"
-
-
-async def instance(clustered: bool) -> AsyncIterator[Labyard]:
-    data_dir = Path(tempfile.mkdtemp(prefix="labyard-test-cluster-page-"))
-    (data_dir / "regions.yaml").write_text(REGIONS)
-    settings = Settings(
-        data_dir=data_dir,
-        images_dir=IMAGES_DIR,
-        database_url=f"sqlite:///{data_dir}/labyard.db",
-        driver="fake",
-    )
-    made = Labyard(settings, driver=TwoServers(data_dir / "fake-machines") if clustered else None)
-    yield made
-    await dismantle(made)
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +45,13 @@ def person(labyard: Labyard, role: str) -> User:
 @contextlib.asynccontextmanager
 async def signed_in(labyard: Labyard, role: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client signed in as a new user of `role`."""
-    user = person(labyard, role)
+    async with signed_in_as(labyard, person(labyard, role)) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def signed_in_as(labyard: Labyard, user: User) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as `user` (made by `person`)."""
     app: FastAPI = create_app(labyard, reconcile_interval_s=None)
     transport = httpx.ASGITransport(app=app, client=("192.0.2.50", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

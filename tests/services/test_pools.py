@@ -1,5 +1,6 @@
 """Warm pools on real machines (local driver): a claim hands a pre-started playground to a
-learner with a fresh key, owner, lifetime, usage session and a clean shell; a released pool
+learner with a fresh key, owner, lifetime, usage session and a clean shell (on LXD
+containers too: the lxd driver); a released pool
 takes its unclaimed playgrounds along; the reconciler leaves warm ones alone and cleans up
 what a crashed release left; cold starts queue at most `cap` at a time; an operator pool
 turns an ordinary start into a claim. The bookkeeping on SQLite and PostgreSQL:
@@ -67,9 +68,19 @@ async def pools(labyard: Labyard) -> AsyncIterator[Pools]:
             await labyard.pools.release(state.key)
 
 
+@pytest.fixture(params=["local", "lxd"])
+def engine(request: pytest.FixtureRequest) -> Labyard:
+    """The local driver's runc machines, then the lxd driver's LXD containers."""
+    found: Labyard = request.getfixturevalue(
+        "labyard" if request.param == "local" else "lxd_labyard"
+    )
+    return found
+
+
 async def test_a_claim_hands_over_a_fresh_key_owner_lifetime_and_a_clean_shell(
-    labyard: Labyard, pools: Pools
+    engine: Labyard,
 ) -> None:
+    labyard, pools = engine, engine.pools
     key = scoped_key("test-claim", "linux")
     state = await pools.warm(key, 1)
     assert (state.warm, state.starting, state.claimed) == (1, 0, 0)
@@ -87,7 +98,7 @@ async def test_a_claim_hands_over_a_fresh_key_owner_lifetime_and_a_clean_shell(
     assert "prestart-secret" in (await run(labyard, warm_id, "cat /root/.bash_history"))[1]
     old_target = labyard.playgrounds.target(warm_id)
 
-    user = labyard.accounts.create_user("claimer@example.org", "a long password")
+    user = labyard.accounts.create_user(f"claimer-{warm_id}@example.org", "a long password")
     launch = Launch(account_id=user.id, by=LaunchedBy.CLASS, content_key="challenges/x")
     before = time.time()
     claimed = await pools.claim(key, user, lifetime_s=900, launch=launch)
@@ -123,6 +134,7 @@ async def test_a_claim_hands_over_a_fresh_key_owner_lifetime_and_a_clean_shell(
         assert await pools.claim(key, "someone-else") is None  # the pool is empty now
     finally:
         await labyard.playgrounds.destroy(warm_id)
+        await pools.release(key)
 
 
 async def test_release_takes_only_unclaimed_ones_and_the_reconciler_cleans_leftovers(

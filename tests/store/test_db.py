@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -26,10 +27,11 @@ from labyard.services import Labyard, Playgrounds
 from labyard.services.accounts import SESSION_LIFETIME, Accounts
 from labyard.settings import Settings
 from labyard.store import Base, Database, MachineRow, PlaygroundRow, ShareRow, TokenRow, UserRow
-from labyard.store.db import MIGRATIONS
+from labyard.store.db import MIGRATIONS, make_engine
+from labyard.store.models import UTCDateTime
 from labyard.types import PlaygroundState
 from tests.conftest import IMAGES_DIR
-from tests.store.databases import fresh_database_url
+from tests.store.databases import fresh_database_url, upgrade_to
 
 TABLES = {"alembic_version", "playgrounds", "machines", "users", "tokens", "shares"}
 PLUS_TWO = timezone(timedelta(hours=2), "CEST")
@@ -112,6 +114,40 @@ def test_migrations_match_the_models(db: Database) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     assert differences == [], f"models and migrations disagree: {differences}"
+
+
+def test_migration_0017_gives_existing_playgrounds_no_notice(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade_to(engine, "0016")
+    at = datetime.now(UTC)
+    when = UTCDateTime()
+    playgrounds = sa.table(
+        "playgrounds", *(sa.column(c) for c in ("id", "name", "title", "owner", "state")),
+        *(sa.column(c) for c in ("driver", "client_key")),
+        *(sa.column(c, sa.JSON) for c in ("manifest", "driver_state")),
+        *(sa.column(c, when) for c in ("created_at", "expires_at", "updated_at")),
+    )  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(playgrounds).values(
+                id="before01", name="linux", title="Linux", owner="user:1", state="stopped",
+                driver="lxd", client_key="x", manifest={}, driver_state={}, created_at=at,
+                expires_at=at + timedelta(hours=1), updated_at=at,
+            )
+        )  # fmt: skip
+    engine.dispose()
+
+    db = Database(database_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            row = session.get_one(PlaygroundRow, "before01")
+            assert (row.state, row.notice) == ("stopped", "")
+            row.notice = "Stopped on 2026-12-08 14:03 UTC: …"  # and it keeps one from now on
+        with db.session() as session:
+            assert session.get_one(PlaygroundRow, "before01").notice.startswith("Stopped on")
+    finally:
+        db.close()
 
 
 # -- rows --------------------------------------------------------------------------------

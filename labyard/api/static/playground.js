@@ -8,6 +8,8 @@ const id = root.dataset.id;
 const stateBadge = document.getElementById("state");
 const countdown = document.getElementById("countdown");
 const statusMsg = document.getElementById("status-msg");
+// Why it stopped (its server drained), kept until it starts again; absent under a start's notice.
+const storedNotice = document.getElementById("playground-notice");
 const terminals = new Map(); // machine name -> TerminalTab, created when first shown
 const editors = new Map(); // machine name -> EditorTab (static/editor.js, loaded when first shown)
 window.labyard = { terminals, editors }; // for the browser console and tests
@@ -52,6 +54,10 @@ function show(playground) {
     const dot = tab && tab.querySelector(".dot");
     if (dot) dot.className = `dot state-${machine.state}`;
     if (tab) tab.title = `${machine.name}: ${machine.reason || machine.state}`;
+  }
+  if (storedNotice) {
+    storedNotice.textContent = playground.notice || "";
+    storedNotice.hidden = !playground.notice;
   }
   // A machine that failed says why, where the page reports what happens.
   const failed = playground.machines.filter((machine) => machine.reason).map((m) => m.reason);

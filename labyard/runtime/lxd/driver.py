@@ -57,11 +57,6 @@ STOP_GRACE_S = 10
 SSH_PORTS = (20000, 60000)
 """Member ports the proxy devices to machines' sshd listen on (picked at random, again
 when the one picked is taken)."""
-SPARE_NETWORKS = 4
-"""Free bridges a cluster keeps made ahead, for starts while a member is down."""
-HOST_ADDRESSES_TTL_S = 60.0
-MEMBER_TIMEOUT_S = 3.0
-"""How long a member gets to say how it is before it counts as unreachable."""
 QUOTA_POOLS = ("btrfs", "zfs", "lvm", "ceph")
 """Storage drivers that keep a root disk's `size`; `dir` ignores it with a warning."""
 
@@ -162,10 +157,9 @@ class LxdDriver(Driver):
         finally:  # attached now (or rolled back): use says whose the bridges are
             for bridge in [b for b, owner in self._bridges.claimed.items() if owner == spec.id]:
                 del self._bridges.claimed[bridge]
-        with contextlib.suppress(LxdError):
-            await self._bridges.refill(
-                self.settings.local
-            )  # for the next starts, while every member is up
+        if placed is not None:  # a cluster: spares for the next starts, while all are up
+            with contextlib.suppress(LxdError):
+                await self._bridges.refill(self.settings.local)
         by_name = {m.name: r for m, r in zip(manifest.machines, recorded, strict=True)}
         self._adopted[spec.id] = by_name
         endpoints = [MachineEndpoint(name, r.address) for name, r in by_name.items()]

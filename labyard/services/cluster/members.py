@@ -6,7 +6,8 @@ takes a member out of placement, then stops every playground on it (its usage se
 as a stop's does): learners start new ones, which run elsewhere. Its machines keep their
 disks there, to start again once the member is restored. (Moving them with their disks is
 what LXD's `move` is for, but LXD 5.0.2 then fails to start a moved machine with its own
-id range: "Failed to change ACLs on .../var/log/journal".)
+id range: "Failed to change ACLs on .../var/log/journal".) Each playground on it keeps a
+notice for its owner that says why (`drained_notice`) until it starts again.
 
 `overview` is what the operator's page (/admin/cluster) shows, on any driver: on one that
 runs every playground itself (no `Cluster` capability), no members and the regions file's
@@ -16,6 +17,7 @@ regions. Callers with an actor (the web) must be admins; None is the operator's 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from labyard.errors import Forbidden, NotFound
@@ -23,7 +25,7 @@ from labyard.runtime.capabilities import Cluster as ClusterCapability
 from labyard.runtime.capabilities import ClusterMember, lacks
 from labyard.services.accounts import User
 from labyard.services.cluster.regions import Regions
-from labyard.services.playgrounds import Playgrounds
+from labyard.services.playgrounds import Playgrounds, now
 from labyard.types import PlaygroundState, Role
 
 
@@ -151,7 +153,8 @@ class Cluster:
     async def evacuate(self, member: str, actor: User | None = None) -> list[Drained]:
         """Stop every playground on `member`, then take it out of placement (in that order:
         the engine's own evacuation would stop them behind labyard's back, and they would
-        read `failed`)."""
+        read `failed`). Each one's owner is told why (`drained_notice`); one that was not
+        running keeps a notice it already had (an earlier drain's)."""
         _admin(actor)
         driver = self._driver("drain a server")
         if member not in {m.name for m in await driver.members()}:
@@ -162,8 +165,11 @@ class Cluster:
                 playground = await self.playgrounds.get(playground_id)
             except NotFound:
                 continue  # no playground owns it: the reconciler's to remove
-            if playground.state == PlaygroundState.RUNNING:
+            running = playground.state == PlaygroundState.RUNNING
+            if running:
                 await self.playgrounds.stop(playground_id)
+            if running or not playground.notice:
+                self.playgrounds.tell(playground_id, drained_notice(running, now()))
             drained.append(Drained(playground_id, playground.owner, playground.state))
         await driver.set_evacuated(member, True)
         return drained
@@ -172,6 +178,21 @@ class Cluster:
         """Let `member` take new playgrounds again."""
         _admin(actor)
         await self._driver("restore a server").set_evacuated(member, False)
+
+
+def drained_notice(was_running: bool, at: datetime) -> str:
+    """What the owner of a playground on a drained member reads (on its page, in its list
+    and the CLI) until it starts again: it stopped `at` (if it was running), and why."""
+    when = f"{at:%Y-%m-%d %H:%M} UTC"
+    if was_running:
+        return (
+            f"Stopped on {when}: the server holding this playground is being serviced. "
+            "Start a new playground now, or start this one again once that server is back."
+        )
+    return (
+        f"Since {when}, the server holding this playground is being serviced: it cannot "
+        "start again until that server is back. Start a new playground meanwhile."
+    )
 
 
 def _admin(actor: User | None) -> None:
