@@ -204,6 +204,12 @@ async def many(count: int, at_once: int) -> dict[str, Any]:
                     )
                     took.append(time.monotonic() - t0)
                     started.append(playground)
+                    if len(started) % 20 == 0:  # progress, for a run cut short
+                        print(
+                            f"many: {len(started)} started, {sum(refused.values())} refused "
+                            f"at {time.monotonic() - began:.0f} s; last start {took[-1]:.1f} s",
+                            flush=True,
+                        )
                 except Exception as exc:  # counted and shown: what a learner would see
                     refused[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
 

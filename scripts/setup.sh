@@ -32,6 +32,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
 fi
+# --lxd: Incus too (LXD's fork, the same driver), from Debian's backports: Debian 12 has no
+# Incus of its own. Only incus-base (the daemon and client), none of its VM parts; backports
+# are never preferred for anything else.
+if [ "${1:-}" = --lxd ] && ! dpkg-query -W -f='${Status}' incus-base 2>/dev/null | grep -q "install ok installed"; then
+  echo "setup: installing incus-base from bookworm-backports" >&2
+  cat > /etc/apt/sources.list.d/labyard-backports.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports incus-base >/dev/null
+fi
 
 # Kernel limits a host full of machines outgrows; the same minimums as MINIMUMS in
 # labyard/runtime/local/host_limits.py (which says why each, and raises them at driver start

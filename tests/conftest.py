@@ -79,6 +79,15 @@ def lxd_daemon() -> Iterator[lxd_daemons.Daemon]:
     lxd_daemons.stop(daemon)
 
 
+@pytest.fixture(scope="session")
+def incus_daemon() -> Iterator[lxd_daemons.Daemon]:
+    """A real Incus daemon (Incus 6.0, from bookworm-backports), the same way: the lxd driver
+    speaks to both."""
+    daemon = lxd_daemons.start(engine=lxd_daemons.INCUS)
+    yield daemon
+    lxd_daemons.stop(daemon)
+
+
 def lxd_settings(daemon: lxd_daemons.Daemon, data_dir: Path, project: str) -> Settings:
     """Settings for an lxd driver on `daemon`, its machines in `project`."""
     return Settings(

@@ -1,6 +1,8 @@
-"""LXD daemons of the tests' own: started by hand (no systemd here, and nothing of the host's
-/var/lib/lxd touched), each in a directory of its own with a btrfs pool in a loop file (btrfs
-keeps disk limits; a `dir` pool would not), and taken away with everything in them."""
+"""LXD (or Incus) daemons of the tests' own: started by hand (no systemd here, and nothing of
+the host's /var/lib/lxd or /var/lib/incus touched), each in a directory of its own with a
+btrfs pool in a loop file (btrfs keeps disk limits; a `dir` pool would not), and taken away
+with everything in them. Incus is LXD's fork: the same daemon flags and preseed, its own
+names for the binaries and the directory variable (`Engine`)."""
 
 from __future__ import annotations
 
@@ -11,16 +13,30 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 POOL = "labyard"
+
+
+@dataclass(frozen=True)
+class Engine:
+    daemon: str
+    client: str
+    admin: tuple[str, ...]
+    """How the daemon's own subcommands (waitready, init, shutdown) are called."""
+    dir_variable: str
+
+
+LXD = Engine("lxd", "lxc", ("lxd",), "LXD_DIR")
+INCUS = Engine("/usr/libexec/incus/incusd", "incus", ("incus", "admin"), "INCUS_DIR")
 
 
 @dataclass
 class Daemon:
     dir: Path
     process: subprocess.Popen[bytes]
+    engine: Engine = field(default=LXD, kw_only=True)
 
     @property
     def url(self) -> str:
@@ -28,37 +44,44 @@ class Daemon:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "LXD_DIR": str(self.dir)}
+        return {**os.environ, self.engine.dir_variable: str(self.dir)}
 
     def lxc(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """`lxc` against this daemon's unix socket."""
+        """The engine's client (`lxc`, `incus`) against this daemon's unix socket."""
         return subprocess.run(
-            ["lxc", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [self.engine.client, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
-def start(pool_size: str = "40GiB") -> Daemon:
-    directory = Path(tempfile.mkdtemp(prefix="labyard-lxd-"))
+def start(pool_size: str = "40GiB", engine: Engine = LXD) -> Daemon:
+    directory = Path(tempfile.mkdtemp(prefix=f"labyard-{engine.client}-"))
     directory.chmod(0o711)  # unprivileged machines' ids must traverse to their rootfs
-    env = {**os.environ, "LXD_DIR": str(directory)}
+    env = {**os.environ, engine.dir_variable: str(directory)}
     log = directory / "daemon.out"
     process = subprocess.Popen(
-        ["lxd", "--group", "root", "--logfile", str(directory / "lxd.log")],
+        [engine.daemon, "--group", "root", "--logfile", str(directory / "daemon.log")],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    daemon = Daemon(directory, process)
+    daemon = Daemon(directory, process, engine=engine)
     try:
         subprocess.run(
-            ["lxd", "waitready", "--timeout", "60"], env=env, check=True, capture_output=True
+            [*engine.admin, "waitready", "--timeout", "60"],
+            env=env,
+            check=True,
+            capture_output=True,
         )
         preseed = (
             f"storage_pools:\n- name: {POOL}\n  driver: btrfs\n  config:\n    size: {pool_size}\n"
         )
         subprocess.run(
-            ["lxd", "init", "--preseed"],
+            [*engine.admin, "init", "--preseed"],
             input=preseed.encode(),
             env=env,
             check=True,
@@ -67,14 +90,19 @@ def start(pool_size: str = "40GiB") -> Daemon:
     except (subprocess.CalledProcessError, OSError) as exc:
         stop(daemon)
         detail = getattr(exc, "stderr", b"") or b""
-        raise RuntimeError(f"LXD did not start: {exc} {detail.decode()} {log.read_text()}") from exc
+        raise RuntimeError(
+            f"{engine.client} did not start: {exc} {detail.decode()} {log.read_text()}"
+        ) from exc
     return daemon
 
 
 def stop(daemon: Daemon) -> None:
     """Shut the daemon down and leave nothing: its mounts, directory and liblxc's lock dir."""
     subprocess.run(
-        ["lxd", "shutdown", "--timeout", "60"], env=daemon.env, capture_output=True, check=False
+        [*daemon.engine.admin, "shutdown", "--timeout", "60"],
+        env=daemon.env,
+        capture_output=True,
+        check=False,
     )
     try:
         daemon.process.wait(timeout=30)

@@ -5,7 +5,8 @@ One learner on the premium plan walks it in file order: a `linux` playground ans
 API's exec, the remote CLI's exec and cp, the editor's file API, the browser terminal and an
 exposed port (privately and through a share link); it stops, restarts with its files kept,
 and is extended; it is saved and started again from the save, and forked while it runs. A
-challenge's init tasks run and its task turns green once solved. `docker` runs nested
+challenge's init tasks run and its task turns green once solved; an instructor's class
+does the same on the class's seats, and the board shows it. `docker` runs nested
 containers with its own dockerd; `network-lab`'s machines reach their neighbours and only
 them. Last, the server's reconciler removes machines that no playground owns.
 """
@@ -17,6 +18,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from tests.conftest import IMAGES_DIR, REPO
 from tests.runtime.test_docker import BUILD_IMAGE
 
 LABYARD = str(REPO / ".venv/bin/labyard")
+CHALLENGE = "challenges/dns-resolution"
 DEADLINE_S = 120.0
 
 
@@ -227,13 +230,11 @@ def test_a_stopped_playground_saves_and_starts_again_from_the_save(
 
 
 def test_a_challenge_runs_its_init_tasks_and_turns_green(learner: Account) -> None:
-    started = learner.api(
-        "POST", "/api/attempts", json={"content": "challenges/dns-resolution"}, timeout=300
-    )
+    started = learner.api("POST", "/api/attempts", json={"content": CHALLENGE}, timeout=300)
     assert started.status_code == 201, started.text
     attempt = started.json()
     learner.started.append(attempt["playground_id"])
-    solution = (REPO / "content/challenges/dns-resolution/solution.sh").read_text()
+    solution = (REPO / f"content/{CHALLENGE}/solution.sh").read_text()
     run(learner, attempt["playground_id"], solution)
 
     def green() -> dict[str, Any] | None:
@@ -243,6 +244,68 @@ def test_a_challenge_runs_its_init_tasks_and_turns_green(learner: Account) -> No
 
     until("every task to be completed", green)
     learner.destroy_all()
+
+
+def test_a_class_member_solves_a_challenge_and_the_board_shows_it(lxd_server: Server) -> None:
+    email = f"teacher-{time.monotonic_ns()}@example.com"
+    made = subprocess.run(
+        [LABYARD, "admin", "create-user", email, "--role", "instructor"],
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LABYARD_DATA_DIR": str(lxd_server.data_dir)},
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    teacher = Account(email, "correct horse battery", lxd_server.client())
+    signed_in = teacher.client.post(
+        "/api/login", json={"email": email, "password": teacher.password}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    at = datetime.now(UTC)
+    created = teacher.api(
+        "POST",
+        "/api/classes",
+        json={
+            "title": "LXD workshop",
+            "content": [CHALLENGE],
+            "seats": 2,
+            "starts_at": (at - timedelta(minutes=1)).isoformat(),
+            "ends_at": (at + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert created.status_code == 201, created.text
+    cls = created.json()
+    member = lxd_server.signup()
+    joined = member.api("POST", "/api/classes/join", json={"code": cls["join_code"]})
+    assert joined.status_code == 200, joined.text
+    path = f"/api/classes/{cls['id']}/playground"
+    started = member.api("POST", path, json={"content": CHALLENGE}, timeout=300)
+    assert started.status_code in (201, 202), started.text
+    playground = (
+        started.json()
+        if started.status_code == 201
+        else until(
+            "the class playground to start",
+            lambda: (r := member.api("GET", path)).status_code == 200 and r.json(),
+        )
+    )
+    try:
+        solution = (REPO / f"content/{CHALLENGE}/solution.sh").read_text()
+        run(member, playground["id"], solution)
+
+        def shown() -> bool:
+            board = teacher.api("GET", f"/api/classes/{cls['id']}/board").json()
+            (row,) = board["learners"]
+            cells = [c for key, c in row["cells"].items() if key.startswith(CHALLENGE)]
+            return bool(cells) and all(c["completed_at"] for c in cells)
+
+        until("the board to show the challenge solved", shown)
+    finally:
+        ended = teacher.api("POST", f"/api/classes/{cls['id']}/end", timeout=120)
+        assert ended.status_code == 200, ended.text
+    live = member.api("GET", f"/api/playgrounds/{playground['id']}")
+    assert live.status_code == 404, live.text  # the class's end took its machines
 
 
 def test_docker_runs_nested_containers(learner: Account) -> None:

@@ -1,6 +1,6 @@
 """The driver contract (labyard/runtime/base.py), held against every driver: the same promises,
-the same tests, the fake driver, the local one (real runc machines) and the lxd one (a real
-LXD daemon of the session's own) side by side.
+the same tests, the fake driver, the local one (real runc machines) and the lxd one against a
+real LXD daemon and a real Incus daemon of the session's own, side by side.
 
 A driver here is driven directly, as the services drive it, with nothing above it: its
 machines are reached only through `dial` and SSH with the pinned host key.
@@ -88,15 +88,15 @@ async def _kill_lxd_init(driver: Driver, playground_id: str, machine: str) -> No
     os.kill(int(state["pid"]), signal.SIGKILL)
 
 
-@pytest.fixture(scope="module", params=["fake", "local", "lxd"])
+@pytest.fixture(scope="module", params=["fake", "local", "lxd", "incus"])
 def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
     data_dir = Path(tempfile.mkdtemp(prefix="labyard-contract-"))
     if request.param == "fake":
         yield Engine("fake", lambda: FakeDriver(data_dir / "fake"), _kill_fake_init)
-    elif request.param == "lxd":
-        daemon = request.getfixturevalue("lxd_daemon")
+    elif request.param in ("lxd", "incus"):  # one driver for both (runtime/lxd)
+        daemon = request.getfixturevalue(f"{request.param}_daemon")
         settings = lxd_settings(daemon, data_dir, "contract")
-        yield Engine("lxd", lambda: LxdDriver(settings), _kill_lxd_init)
+        yield Engine(request.param, lambda: LxdDriver(settings), _kill_lxd_init)
     else:
         settings = Settings(
             data_dir=data_dir, images_dir=IMAGES_DIR, database_url="sqlite:///unused"

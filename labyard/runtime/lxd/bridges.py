@@ -41,7 +41,7 @@ class Bridge:
     name: str
     subnet: ipaddress.IPv4Network
     egress: str
-    """The key (`egress_key`) of the egress its ACL holds."""
+    """The key (`egress_key`) of the egress its ACL holds; "" for one in use (not read)."""
     users: set[str]
     """Playgrounds whose machines are attached to it (one, or none while it is free)."""
 
@@ -139,15 +139,13 @@ class Bridges:
         return await self._make_bridge(bridges, prefix, spec.manifest.egress, local)
 
     async def _bridges(self) -> dict[str, Bridge]:
-        """This project's bridges: their subnets, the egress their ACLs hold, and the
-        playgrounds whose machines use them."""
+        """This project's bridges: their subnets, the playgrounds whose machines use them,
+        and, for the free ones, the egress their ACLs hold. (Only theirs: listing every ACL
+        makes LXD work out each one's users, which on a cluster of 40 playgrounds took
+        longer than a start may.)"""
         params = {"project": config.DEFAULT_PROJECT, "recursion": "1"}
         networks = await self.lxd.request("GET", "/1.0/networks", params=params)
         self._subnets = [subnet for n in networks if (subnet := _subnet_of(n)) is not None]
-        acls = {
-            str(a["name"]): a
-            for a in await self.lxd.request("GET", "/1.0/network-acls", params=params)
-        }
         found = {}
         for network in networks:
             settings = network.get("config") or {}
@@ -157,14 +155,30 @@ class Bridges:
             if network.get("status", "Created") != "Created":
                 continue  # made while a member was down: pending on some, never usable
             name = str(network["name"])
-            acl = acls.get(config.acl_of(name), {}).get("config") or {}
             users = {
                 config.owner_of({"name": url.split("?")[0].rsplit("/", 1)[-1], "config": None})[0]
                 for url in network.get("used_by") or []
                 if "/instances/" in url
             }
-            found[name] = Bridge(name, subnet, str(acl.get(config.EGRESS, "")), users - {""})
+            found[name] = Bridge(name, subnet, "", users - {""})
+        free = [b for b in found.values() if not b.users and b.name not in self.claimed]
+        held = await asyncio.gather(*(self._egress_of(b.name) for b in free))
+        for bridge, key in zip(free, held, strict=True):
+            found[bridge.name] = dataclasses.replace(bridge, egress=key)
         return found
+
+    async def _egress_of(self, bridge: str) -> str:
+        try:
+            acl = await self.lxd.request(
+                "GET",
+                f"/1.0/network-acls/{config.acl_of(bridge)}",
+                params={"project": config.DEFAULT_PROJECT},
+            )
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+            return ""  # a start that died half-way made the bridge but not its ACL
+        return str((acl.get("config") or {}).get(config.EGRESS, ""))
 
     async def _make_bridge(
         self,

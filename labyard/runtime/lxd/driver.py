@@ -54,6 +54,9 @@ T = TypeVar("T")
 
 VERSION = "1"
 STOP_GRACE_S = 10
+SETTLE_READS = 10
+SETTLE_S = 0.2
+"""How long `status` waits for a machine that reads failed to read so twice in a row."""
 SSH_PORTS = (20000, 60000)
 """Member ports the proxy devices to machines' sshd listen on (picked at random, again
 when the one picked is taken)."""
@@ -350,7 +353,23 @@ class LxdDriver(Driver):
     async def status(self, playground_id: str) -> dict[str, MachineStatus]:
         _check_id(playground_id)
         found = await self._instances(playground_id)
+        for _ in range(SETTLE_READS):
+            # A failure is read twice: Incus 6.0 reads a container whose init died as
+            # stopped, then running for half a second, then stopped for good. (Not those
+            # on an unreachable member: they read `Error`, with no config, at once.)
+            failing = {m for m, i in found.items() if self._dead(m, i)}
+            if not failing:
+                break
+            await asyncio.sleep(SETTLE_S)
+            found = await self._instances(playground_id)
+            if all(self._dead(m, found[m]) for m in failing if m in found):
+                break
         return {machine: self._status(machine, i) for machine, i in sorted(found.items())}
+
+    def _dead(self, machine: str, instance: dict[str, Any]) -> bool:
+        """It reads failed, on a member that answers."""
+        failed = self._status(machine, instance).state == MachineState.FAILED
+        return failed and instance.get("config") is not None
 
     def _status(self, machine: str, instance: dict[str, Any]) -> MachineStatus:
         status = instance.get("status")
@@ -358,7 +377,7 @@ class LxdDriver(Driver):
             return MachineStatus(MachineState.RUNNING)
         if instance["name"] in self._starting or status == "Starting":
             return MachineStatus(MachineState.PENDING)
-        if status == "Error":
+        if status == "Error" and instance.get("config") is None:
             where = instance.get("location") or "the server"
             return MachineStatus(
                 MachineState.FAILED,
