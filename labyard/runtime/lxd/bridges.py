@@ -14,6 +14,7 @@ can make one there), and removes free bridges beyond them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -68,6 +69,13 @@ def _held_bridges(
     return held
 
 
+def _settled(record: dict[str, Any] | None) -> bool:
+    """A network record that will not change: LXD's own interfaces, and made bridges."""
+    return record is not None and (
+        not record.get("managed") or record.get("status", "Created") == "Created"
+    )
+
+
 def _subnet_of(network: dict[str, Any]) -> ipaddress.IPv4Network | None:
     address = network.get("config", {}).get("ipv4.address", "")
     try:
@@ -86,6 +94,8 @@ class Bridges:
         self.claimed: dict[str, str] = {}
         """Bridge -> the playground whose start in this process took it, until its
         machines are attached."""
+        self._records: dict[str, dict[str, Any]] = {}
+        """Networks' records by name, as read once (`_bridges`)."""
         self._subnets: list[ipaddress.IPv4Network] = []
         """Of every network on the server (labyard's or not), as `_bridges` last read them
         (under `lock`): a new bridge's must overlap none."""
@@ -127,11 +137,12 @@ class Bridges:
             for b in bridges.values()
             if not b.users and b.name not in self.claimed and b.subnet.prefixlen <= prefix
         ]
-        same = [b for b in free if b.egress == key]
-        if same:
-            return same[0]
-        for bridge in free:  # rewritten: only while every member can be told
-            try:
+        for bridge in sorted(free, key=lambda b: b.egress != key):  # the same egress first
+            if not await self._still_free(bridge):
+                continue
+            if bridge.egress == key:
+                return bridge
+            try:  # rewritten: only while every member can be told
                 await self._set_egress(bridge, spec.manifest.egress, key, local)
             except LxdError:
                 break
@@ -139,13 +150,33 @@ class Bridges:
         return await self._make_bridge(bridges, prefix, spec.manifest.egress, local)
 
     async def _bridges(self) -> dict[str, Bridge]:
-        """This project's bridges: their subnets, the playgrounds whose machines use them,
-        and, for the free ones, the egress their ACLs hold. (Only theirs: listing every ACL
-        makes LXD work out each one's users, which on a cluster of 40 playgrounds took
-        longer than a start may.)"""
-        params = {"project": config.DEFAULT_PROJECT, "recursion": "1"}
-        networks = await self.lxd.request("GET", "/1.0/networks", params=params)
+        """This project's bridges: their subnets, the playgrounds whose machines use them
+        (from the instances' NICs), and, for the free ones, the egress their ACLs hold.
+
+        Not from LXD's listing of networks or ACLs with their records: for each one it
+        works out its users from every instance, which on a cluster of 60 playgrounds took
+        9 s per listing, longer than starts may wait. A network's own record is read once
+        (its subnet and project do not change); a bridge handed out is checked once more by
+        itself (`_still_free`)."""
+        params = {"project": config.DEFAULT_PROJECT}
+        urls = await self.lxd.request("GET", "/1.0/networks", params=params)
+        names = [str(url).split("?")[0].rsplit("/", 1)[-1] for url in urls]
+        for gone in set(self._records) - set(names):
+            del self._records[gone]
+        unread = [n for n in names if not _settled(self._records.get(n))]
+        for name, record in zip(
+            unread, await asyncio.gather(*(self._record(n) for n in unread)), strict=True
+        ):
+            if record is not None:
+                self._records[name] = record
+        networks = [self._records[n] for n in names if n in self._records]
         self._subnets = [subnet for n in networks if (subnet := _subnet_of(n)) is not None]
+        users: dict[str, set[str]] = collections.defaultdict(set)
+        for instance in await self.lxd.get("/1.0/instances", recursion="1"):
+            owner = config.owner_of(instance)[0]
+            for device in (instance.get("devices") or {}).values():
+                if device.get("type") == "nic" and device.get("parent"):
+                    users[str(device["parent"])].add(owner)
         found = {}
         for network in networks:
             settings = network.get("config") or {}
@@ -155,17 +186,31 @@ class Bridges:
             if network.get("status", "Created") != "Created":
                 continue  # made while a member was down: pending on some, never usable
             name = str(network["name"])
-            users = {
-                config.owner_of({"name": url.split("?")[0].rsplit("/", 1)[-1], "config": None})[0]
-                for url in network.get("used_by") or []
-                if "/instances/" in url
-            }
-            found[name] = Bridge(name, subnet, "", users - {""})
+            found[name] = Bridge(name, subnet, "", users[name] - {""})
         free = [b for b in found.values() if not b.users and b.name not in self.claimed]
         held = await asyncio.gather(*(self._egress_of(b.name) for b in free))
         for bridge, key in zip(free, held, strict=True):
             found[bridge.name] = dataclasses.replace(bridge, egress=key)
         return found
+
+    async def _record(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self.lxd.request(
+                "GET", f"/1.0/networks/{name}", params={"project": config.DEFAULT_PROJECT}
+            )
+        except LxdError as exc:
+            if exc.status != 404:
+                raise
+            return None  # removed meanwhile
+        return found
+
+    async def _still_free(self, bridge: Bridge) -> bool:
+        """No instance uses it, as LXD itself says (an instance on an unreachable member
+        shows no NICs in the listing `_bridges` reads, but is in the network's users)."""
+        record = await self._record(bridge.name)
+        return record is not None and not any(
+            "/instances/" in str(url) for url in record.get("used_by") or []
+        )
 
     async def _egress_of(self, bridge: str) -> str:
         try:
