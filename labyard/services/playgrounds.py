@@ -379,18 +379,13 @@ class Playgrounds:
         playground_id: str,
         state: PlaygroundState,
         end: EndReason | None = None,
-        *,
-        notice: str | None = None,
     ) -> None:
         """Record the state; `stopped` or `failed` ends its usage session, for `end`
-        (default `crashed`: what the reconciler means when it marks one stopped). A
-        `notice` replaces the owner's ("" clears it); None leaves it."""
+        (default `crashed`: what the reconciler means when it marks one stopped)."""
         with self.db.session() as session:
             row = self._row(session, playground_id, None)
             row.state = state
             row.updated_at = now()
-            if notice is not None:
-                row.notice = notice
             if state in (PlaygroundState.STOPPED, PlaygroundState.FAILED):
                 close_sessions(session, playground_id, end or EndReason.CRASHED, row.updated_at)
 
@@ -416,8 +411,8 @@ class Playgrounds:
 
     def tell(self, playground_id: str, notice: str) -> None:
         """Keep `notice` for the playground's owner (why it stopped: the cluster service's
-        drain words it), shown with the playground until it starts again. One destroyed
-        meanwhile has nobody to tell."""
+        drain words it), shown with the playground until it starts again; "" clears it.
+        One destroyed meanwhile has nobody to tell."""
         with self.db.session() as session:
             row = session.get(PlaygroundRow, playground_id)
             if row is not None:
@@ -454,7 +449,8 @@ class Playgrounds:
             except BaseException:
                 self.set_state(playground_id, PlaygroundState.FAILED, EndReason.FAILED)
                 raise
-            self.set_state(playground_id, PlaygroundState.RUNNING, notice="")  # said its piece
+            self.set_state(playground_id, PlaygroundState.RUNNING)
+            self.tell(playground_id, "")  # it said its piece
         return await self.get(playground_id)
 
     def _restarting(self, playground_id: str, account_id: int | None) -> None:

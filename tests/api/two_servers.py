@@ -13,17 +13,9 @@ from labyard.runtime.fake import FakeDriver
 from labyard.services import Labyard
 from labyard.settings import Settings
 from tests.conftest import IMAGES_DIR, dismantle
+from tests.services.test_regions import REGIONS
 
 GIB = 1 << 30
-REGIONS = """\
-default_region: europe
-regions:
-  europe: {title: Europe, group: eu}
-  india: {title: India}
-countries:
-  IN: india
-  BD: india
-"""
 
 
 class TwoServers(FakeDriver):

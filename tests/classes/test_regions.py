@@ -45,16 +45,9 @@ from tests.classes.conftest import Room
 from tests.classes.test_cli import PASSWORD, labyard
 from tests.conftest import IMAGES_DIR, dismantle
 from tests.services.fake_driver import FakeDriver
+from tests.services.test_regions import REGIONS
 from tests.store.databases import upgrade_to
 
-REGIONS = """\
-default_region: europe
-regions:
-  europe: {title: Europe, group: eu}
-  india: {title: India}
-countries:
-  IN: india
-"""
 GROUP = {"europe": "eu", "india": "india"}
 """The cluster group the driver is asked for, by region."""
 IN_INDIA = "49.36.0.1"

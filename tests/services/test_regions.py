@@ -23,7 +23,9 @@ regions:
   india: {title: India}
 countries:
   IN: india
+  BD: india
 """
+"""Two regions, Europe (group `eu`, the default) and India: the other tests' too."""
 
 
 def test_without_a_file_there_is_one_region_of_every_server(tmp_path: Path) -> None:
