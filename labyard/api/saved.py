@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from labyard.api.account_pages import page_user, to_login
-from labyard.api.deps import LabyardDep, UserDep, check_csrf, get_labyard
+from labyard.api.deps import LabyardDep, UserDep, check_csrf, client_country, get_labyard
 from labyard.api.pages import to_playground
 from labyard.api.web import render
 from labyard.errors import LabyardError, NotFound
@@ -47,18 +47,23 @@ async def save_playground(
 
 
 @router.post("/playgrounds/{playground_id}/fork", status_code=201)
-async def fork_playground(playground_id: str, labyard: LabyardDep, user: UserDep) -> dict[str, Any]:
-    """Start a copy of a running or stopped playground of yours."""
-    copy = await labyard.saved.fork(playground_id, owner=user.owner, launch=user.launch())
+async def fork_playground(
+    playground_id: str, request: Request, labyard: LabyardDep, user: UserDep
+) -> dict[str, Any]:
+    """Start a copy of a running or stopped playground of yours (in your region, as any
+    start)."""
+    launch = user.launch(country=client_country(request))
+    copy = await labyard.saved.fork(playground_id, owner=user.owner, launch=launch)
     return copy.to_json()
 
 
 @router.post("/saved-playgrounds/{name}/start", status_code=201)
 async def start_saved(
-    name: str, body: StartSavedRequest, labyard: LabyardDep, user: UserDep
+    name: str, body: StartSavedRequest, request: Request, labyard: LabyardDep, user: UserDep
 ) -> dict[str, Any]:
+    launch = user.launch(country=client_country(request))
     playground = await labyard.saved.start(
-        user.owner, name, launch=user.launch(), lifetime_s=body.lifetime_s
+        user.owner, name, launch=launch, lifetime_s=body.lifetime_s
     )
     return playground.to_json()
 
@@ -105,7 +110,8 @@ async def start_button(request: Request, name: str) -> Response:
         return render(request, "not_found.html", {"what": "saved playground"}, 404)
     try:
         await check_csrf(request)
-        playground = await labyard.saved.start(user.owner, name, launch=user.launch())
+        launch = user.launch(country=client_country(request))
+        playground = await labyard.saved.start(user.owner, name, launch=launch)
     except LabyardError as exc:
         context = {"catalog": [], "saved": [], "error": exc.message}
         return render(request, "catalog.html", context, exc.http_status)

@@ -32,6 +32,10 @@ STOPPED = re.compile(
     r"serviced\. Start a new playground now, or start this one again once that server is back\."
 )
 NOT_RUNNING = "it cannot start again until that server is back"
+BACK = re.compile(
+    r"The server holding this playground is back since \d{4}-\d\d-\d\d \d\d:\d\d UTC: "
+    r"start it again to go on where you left off\."
+)
 
 
 @pytest.fixture
@@ -131,7 +135,18 @@ async def test_a_drain_tells_each_owner_why_until_it_starts_again(clustered: Lab
         page = await a.get(f"/playgrounds/{adas.id}")
         assert re.search(r'<p [^>]*id="playground-notice" role="status" hidden></p>', page.text)
         assert "list-notice" not in (await a.get("/playgrounds")).text
-    assert STOPPED.fullmatch((await clustered.playgrounds.get(bobs.id)).notice)
+    # Bob's is still stopped: since the restore, his notice says he can start it again.
+    back = (await clustered.playgrounds.get(bobs.id)).notice
+    assert BACK.fullmatch(back), back
+    # The control: a stopped playground on m2 whose notice is no drain's keeps it.
+    other = await clustered.playgrounds.start(LINUX)
+    await clustered.playgrounds.stop(other.id)
+    clustered.playgrounds.tell(other.id, "Ran in region Europe: India had no room.")
+    await clustered.cluster.evacuate("m2")
+    await clustered.cluster.restore("m2")
+    kept = (await clustered.playgrounds.get(other.id)).notice
+    assert kept == "Ran in region Europe: India had no room."
+    assert BACK.fullmatch((await clustered.playgrounds.get(bobs.id)).notice)
 
 
 async def pages_show_it(client: httpx.AsyncClient, drained: str, notice: str, other: str) -> None:

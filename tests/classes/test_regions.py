@@ -400,3 +400,41 @@ def test_class_create_takes_a_region_and_names_the_line_of_an_unknown_one(
     )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["region"] == "india"
+
+
+async def test_saved_starts_and_forks_run_in_the_learners_region_too(
+    regional_app: FastAPI, regional_labyard: Labyard
+) -> None:
+    """Not only a class's or a fresh start: starting a saved playground and forking one run
+    in the region of the learner's country (India from IN_INDIA; the default otherwise)."""
+    driver = regional_labyard.driver
+    assert isinstance(driver, RecordingDriver)
+    learner = make_account(regional_labyard, plan="premium")
+
+    async def group_of(client: httpx.AsyncClient, response: httpx.Response) -> str:
+        assert response.status_code == 201, response.text
+        playground_id = response.json()["id"]
+        assert (await client.delete(f"/api/playgrounds/{playground_id}")).status_code == 204
+        return driver.groups[playground_id]
+
+    async with api(regional_app, learner.token, address=IN_INDIA) as india:
+        made = await india.post("/api/playgrounds", json={"name": "linux"})
+        assert made.status_code == 201, made.text
+        first = made.json()["id"]
+        assert driver.groups[first] == GROUP["india"]
+        assert (await india.post(f"/api/playgrounds/{first}/stop")).status_code == 200
+        saved = await india.post(f"/api/playgrounds/{first}/save", json={"name": "mine"})
+        assert saved.status_code == 201, saved.text
+        assert (
+            await group_of(india, await india.post("/api/saved-playgrounds/mine/start", json={}))
+            == GROUP["india"]
+        )
+        assert (
+            await group_of(india, await india.post(f"/api/playgrounds/{first}/fork"))
+            == GROUP["india"]
+        )
+    async with api(regional_app, learner.token) as elsewhere:  # the control: not India
+        started = await elsewhere.post("/api/saved-playgrounds/mine/start", json={})
+        assert await group_of(elsewhere, started) == GROUP["europe"]
+        forked = await elsewhere.post(f"/api/playgrounds/{first}/fork")
+        assert await group_of(elsewhere, forked) == GROUP["europe"]

@@ -25,12 +25,14 @@ from typing import Any
 
 from labyard.runtime import egress, subnets
 from labyard.runtime.base import PlaygroundSpec
-from labyard.runtime.lxd import config
+from labyard.runtime.lxd import config, instances
 from labyard.runtime.lxd.client import Lxd, LxdError
 from labyard.runtime.lxd.members import Members
 from labyard.runtime.machine_setup import addresses_needed
 from labyard.settings import LocalSettings
 
+READ_ONE_BY_ONE = 8
+"""Instances not yet known beyond this many are read by one listing, not one by one."""
 SPARE_NETWORKS = 4
 """Free bridges kept: made ahead on a cluster, for starts while a member is down."""
 
@@ -96,6 +98,8 @@ class Bridges:
         machines are attached."""
         self._records: dict[str, dict[str, Any]] = {}
         """Networks' records by name, as read once (`_bridges`)."""
+        self._nics: dict[str, tuple[str, frozenset[str]]] = {}
+        """Instance name -> (its playground, the bridges its NICs are attached to)."""
         self._subnets: list[ipaddress.IPv4Network] = []
         """Of every network on the server (labyard's or not), as `_bridges` last read them
         (under `lock`): a new bridge's must overlap none."""
@@ -171,12 +175,7 @@ class Bridges:
                 self._records[name] = record
         networks = [self._records[n] for n in names if n in self._records]
         self._subnets = [subnet for n in networks if (subnet := _subnet_of(n)) is not None]
-        users: dict[str, set[str]] = collections.defaultdict(set)
-        for instance in await self.lxd.get("/1.0/instances", recursion="1"):
-            owner = config.owner_of(instance)[0]
-            for device in (instance.get("devices") or {}).values():
-                if device.get("type") == "nic" and device.get("parent"):
-                    users[str(device["parent"])].add(owner)
+        users = await self._attached()
         found = {}
         for network in networks:
             settings = network.get("config") or {}
@@ -192,6 +191,34 @@ class Bridges:
         for bridge, key in zip(free, held, strict=True):
             found[bridge.name] = dataclasses.replace(bridge, egress=key)
         return found
+
+    async def _attached(self) -> dict[str, set[str]]:
+        """Bridge -> the playgrounds whose machines are attached to it, from the instances'
+        NICs. Those are set when an instance is made, so each instance is read once
+        (`_nics`); a name another process made again meanwhile is caught by `_still_free`.
+        An instance on an unreachable member shows no NICs: it is read again next time."""
+        present = await instances.names(self.lxd)
+        for gone in set(self._nics) - set(present):
+            del self._nics[gone]
+        unread = [name for name in present if name not in self._nics]
+        if len(unread) > READ_ONE_BY_ONE:  # a new process: one listing beats many reads
+            records = {
+                i["name"]: i for i in await instances.listing(self.lxd) if i["name"] in unread
+            }
+        else:
+            records = await instances.read(self.lxd, unread)
+        for name, record in records.items():
+            if record.get("config") is not None:
+                devices = (record.get("devices") or {}).values()
+                nics = {
+                    str(d["parent"]) for d in devices if d.get("type") == "nic" and d.get("parent")
+                }
+                self._nics[name] = (config.owner_of(record)[0], frozenset(nics))
+        users: dict[str, set[str]] = collections.defaultdict(set)
+        for owner, parents in self._nics.values():
+            for parent in parents:
+                users[parent].add(owner)
+        return users
 
     async def _record(self, name: str) -> dict[str, Any] | None:
         try:

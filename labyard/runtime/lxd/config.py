@@ -214,11 +214,18 @@ def _allow(networks: list[ipaddress.IPv4Network], port: int | None) -> list[dict
 def owner_of(instance: dict[str, Any]) -> tuple[str, str]:
     """(playground, machine) of an instance, "" for one not labyard's. From its config, or
     from its name when the server sends none (an instance on an unreachable member)."""
-    found = instance.get("config") or {}
+    found = instance.get("config")
+    if found is None:
+        return owner_by_name(str(instance.get("name", "")))
     if PLAYGROUND in found:
         return str(found[PLAYGROUND]), str(found.get(MACHINE, ""))
-    name = str(instance.get("name", ""))
+    return "", ""
+
+
+def owner_by_name(name: str) -> tuple[str, str]:
+    """(playground, machine) that an instance's name says (`instance_name`), "" for a name
+    that is not one of labyard's."""
     prefix, playground, machine = [*name.split("-", 2), "", ""][:3]
-    if instance.get("config") is None and prefix == "ly" and ID_PATTERN.match(playground):
+    if prefix == "ly" and ID_PATTERN.match(playground) and machine:
         return playground, machine
     return "", ""

@@ -37,7 +37,7 @@ from labyard.runtime.base import (
 )
 from labyard.runtime.capabilities import ClusterMember
 from labyard.runtime.dialing import connect_tcp, uninterrupted
-from labyard.runtime.lxd import config, images
+from labyard.runtime.lxd import config, images, instances
 from labyard.runtime.lxd.bridges import Bridges
 from labyard.runtime.lxd.client import Endpoint, Lxd, LxdError
 from labyard.runtime.lxd.members import Members
@@ -151,7 +151,7 @@ class LxdDriver(Driver):
         await self._check()
         manifest = spec.manifest
         aliases = {m.image: await self._image_alias(m.image) for m in manifest.machines}
-        found = await self._instances(spec.id)
+        found = await self._instances(spec.id, [m.name for m in manifest.machines])
         placed = await self._members.place(spec, found)
         member = placed.name if placed else None
         try:
@@ -341,14 +341,14 @@ class LxdDriver(Driver):
 
     # -- observe -------------------------------------------------------------------------
 
-    async def _instances(self, playground_id: str) -> dict[str, dict[str, Any]]:
-        """Machine name -> the instance's record (with its status and location)."""
-        return {
-            machine: i
-            for i in await self.lxd.get("/1.0/instances", recursion="1")
-            for owner, machine in [config.owner_of(i)]
-            if owner == playground_id
-        }
+    async def _instances(
+        self, playground_id: str, machines: builtins.list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Machine name -> the instance's record (with its status and location). The machines
+        are the start's, or those adopted, or else whatever instances carry the id."""
+        if machines is None and playground_id in self._adopted:
+            machines = builtins.list(self._adopted[playground_id])
+        return await instances.of_playground(self.lxd, playground_id, machines)
 
     async def status(self, playground_id: str) -> dict[str, MachineStatus]:
         _check_id(playground_id)
@@ -430,8 +430,7 @@ class LxdDriver(Driver):
         return used
 
     async def list(self) -> list[str]:
-        found = await self.lxd.get("/1.0/instances", recursion="1")
-        ids = {config.owner_of(i)[0] for i in found}
+        ids = {config.owner_by_name(name)[0] for name in await instances.names(self.lxd)}
         with contextlib.suppress(LxdError):
             await self._saved_images()  # images() then knows what another process saved
         return sorted(i for i in ids if ID_PATTERN.match(i))

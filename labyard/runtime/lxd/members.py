@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import time
 import urllib.parse
@@ -22,7 +23,7 @@ from typing import Any
 from labyard.errors import Conflict, LimitExceeded
 from labyard.runtime.base import PlaygroundSpec
 from labyard.runtime.capabilities import ClusterMember
-from labyard.runtime.lxd import config
+from labyard.runtime.lxd import config, instances
 from labyard.runtime.lxd.client import Lxd, LxdError
 
 HOST_ADDRESSES_TTL_S = 60.0
@@ -49,7 +50,7 @@ class Members:
             return None
         for instance in found.values():
             where = str(instance.get("location"))
-            member = {m.name: m for m in await self.members()}.get(where)
+            member = {m.name: m for m in await self._uncounted()}.get(where)
             state = member.state if member else "offline"
             if member is None or state != "online":
                 raise Conflict(
@@ -61,7 +62,9 @@ class Members:
             return member
         need = sum(m.memory for m in spec.manifest.machines)
         roomy = [
-            m for m in await self.members() if m.state == "online" and (m.memory_free or 0) >= need
+            m
+            for m in await self._uncounted()
+            if m.state == "online" and (m.memory_free or 0) >= need
         ]
         theirs = [m for m in roomy if spec.region in m.groups]
         if theirs:
@@ -124,17 +127,21 @@ class Members:
         return [str(m["server_name"]) for m in members]
 
     async def members(self) -> list[ClusterMember]:
-        server = await self.lxd.server()
-        instances = await self.lxd.get("/1.0/instances", recursion="1")
         per_member: dict[str, set[str]] = collections.defaultdict(set)
-        for instance in instances:
+        for instance in await instances.listing(self.lxd):
             playground = config.owner_of(instance)[0]
             if playground:
                 per_member[str(instance.get("location") or "none")].add(str(playground))
-        if not server.clustered:
-            memory = await self._memory(None)
-            name = "none"
-            return [ClusterMember(name, (), "online", len(per_member[name]), *memory, "127.0.0.1")]
+        return [
+            dataclasses.replace(m, playgrounds=len(per_member[m.name]))
+            for m in await self._uncounted()
+        ]
+
+    async def _uncounted(self) -> list[ClusterMember]:
+        """`members` with no count of playgrounds: placement needs none, and counting reads
+        every instance's record."""
+        if not (await self.lxd.server()).clustered:
+            return [ClusterMember("none", (), "online", 0, *await self._memory(None), "127.0.0.1")]
         listed = await self.lxd.get("/1.0/cluster/members", recursion="1", project=False)
         found = []
         for member, memory in zip(
@@ -151,7 +158,7 @@ class Members:
                     name,
                     tuple(member.get("groups") or ()),
                     state or "offline",
-                    len(per_member[name]),
+                    0,
                     *memory,
                     str(urllib.parse.urlparse(str(member.get("url"))).hostname),
                 )
@@ -174,10 +181,8 @@ class Members:
         return total - int(memory.get("used", 0)), total
 
     async def playgrounds_on(self, member: str) -> list[str]:
-        instances = await self.lxd.get("/1.0/instances", recursion="1")
-        return sorted(
-            {config.owner_of(i)[0] for i in instances if i.get("location") == member} - {""}
-        )
+        found = await instances.listing(self.lxd)
+        return sorted({config.owner_of(i)[0] for i in found if i.get("location") == member} - {""})
 
     async def set_evacuated(self, member: str, evacuated: bool) -> None:
         action = "evacuate" if evacuated else "restore"
@@ -187,4 +192,4 @@ class Members:
 
 
 def _roomiest(members: list[ClusterMember]) -> ClusterMember:
-    return min(members, key=lambda m: (-(m.memory_free or 0), m.playgrounds, m.name))
+    return min(members, key=lambda m: (-(m.memory_free or 0), m.name))

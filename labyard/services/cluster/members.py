@@ -7,7 +7,8 @@ as a stop's does): learners start new ones, which run elsewhere. Its machines ke
 disks there, to start again once the member is restored. (Moving them with their disks is
 what LXD's `move` is for, but LXD 5.0.2 then fails to start a moved machine with its own
 id range: "Failed to change ACLs on .../var/log/journal".) Each playground on it keeps a
-notice for its owner that says why (`drained_notice`) until it starts again.
+notice for its owner that says why (`drained_notice`) until it starts again; a restore
+changes it to say the server is back (`back_notice`).
 
 `overview` is what the operator's page (/admin/cluster) shows, on any driver: on one that
 runs every playground itself (no `Cluster` capability), no members and the regions file's
@@ -175,9 +176,22 @@ class Cluster:
         return drained
 
     async def restore(self, member: str, actor: User | None = None) -> None:
-        """Let `member` take new playgrounds again."""
+        """Let `member` take new playgrounds again; the owners of those a drain stopped
+        there read that they can start them again (`back_notice`)."""
         _admin(actor)
-        await self._driver("restore a server").set_evacuated(member, False)
+        driver = self._driver("restore a server")
+        await driver.set_evacuated(member, False)
+        for playground_id in await driver.playgrounds_on(member):
+            try:
+                playground = await self.playgrounds.get(playground_id)
+            except NotFound:
+                continue
+            if SERVICED in playground.notice:
+                self.playgrounds.tell(playground_id, back_notice(now()))
+
+
+SERVICED = "the server holding this playground is being serviced"
+"""In every notice a drain leaves (`drained_notice`): a restore replaces only those."""
 
 
 def drained_notice(was_running: bool, at: datetime) -> str:
@@ -186,12 +200,21 @@ def drained_notice(was_running: bool, at: datetime) -> str:
     when = f"{at:%Y-%m-%d %H:%M} UTC"
     if was_running:
         return (
-            f"Stopped on {when}: the server holding this playground is being serviced. "
+            f"Stopped on {when}: {SERVICED}. "
             "Start a new playground now, or start this one again once that server is back."
         )
     return (
-        f"Since {when}, the server holding this playground is being serviced: it cannot "
+        f"Since {when}, {SERVICED}: it cannot "
         "start again until that server is back. Start a new playground meanwhile."
+    )
+
+
+def back_notice(at: datetime) -> str:
+    """What the owner of a drained playground reads once its server is restored, until
+    it starts again."""
+    return (
+        f"The server holding this playground is back since {at:%Y-%m-%d %H:%M} UTC: "
+        "start it again to go on where you left off."
     )
 
 
