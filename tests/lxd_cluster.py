@@ -37,7 +37,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lxd_daemon import POOL, Daemon  # the same pool name, the same daemon handle
+from tests.lxd_daemon import (
+    POOL,
+    Daemon,
+    simple_quotas,
+)  # the same pool name, the same daemon handle
 
 NETWORK = "198.51.100"
 GATEWAY = f"{NETWORK}.1"
@@ -138,6 +142,8 @@ def start(pool_size: str = "30GiB", prefix: str = "lyc") -> Cluster:
         _preseed(first, _bootstrap_preseed(first, pool_size))
         token = _run(["lxc", "cluster", "add", second.name], first.env).stdout.split()[-1]
         _preseed(second, _join_preseed(second, first, token, pool_size))
+        for member in cluster.members:
+            simple_quotas(member.process.pid, member.dir)
         _wait_online(first, list(NAMES), 60)
     except BaseException as exc:
         logs = _logs(cluster)

@@ -2,14 +2,20 @@
 the host's /var/lib/lxd or /var/lib/incus touched), each in a directory of its own with a
 btrfs pool in a loop file (btrfs keeps disk limits; a `dir` pool would not), and taken away
 with everything in them. Incus is LXD's fork: the same daemon flags and preseed, its own
-names for the binaries and the directory variable (`Engine`)."""
+names for the binaries and the directory variable (`Engine`).
+
+Their pools keep disk limits with btrfs *simple* quotas (`simple_quotas`), as docs/cluster.md
+tells operators to: with the full quota groups LXD would otherwise turn on, every start
+gets slower with each machine already made from the same image."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -17,6 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 POOL = "labyard"
+QUOTA_CTL = 0xC0109428
+"""BTRFS_IOC_QUOTA_CTL (linux/btrfs.h): Debian 12's btrfs-progs is older than `btrfs quota
+enable --simple`, the kernel call is not."""
+ENABLE_SIMPLE_QUOTA = 4
+"""BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA: kernel 6.7 or later."""
+
+
+def simple_quotas(daemon_pid: int, directory: Path) -> None:
+    """Turn on btrfs simple quotas in the pool the daemon has mounted (in its own mount
+    namespace, maybe) under `directory`, before any disk limit is set: LXD then finds quotas
+    on and keeps them. A full quota group walks every snapshot sharing an extent on each
+    change, so LXD's first-start change of owner of every file (its remap) took 0.14 s
+    longer for each container already made from the image; with simple quotas it stays
+    flat (3.5 s starts at 10 and at 30 machines on this 2-core host, against 4.0 -> 6.8 s).
+    A machine's limit then counts what it writes, not the image it started from, as the
+    local driver's disk file does. On an older kernel the pool keeps LXD's own quotas."""
+    pool = Path(f"/proc/{daemon_pid}/root") / str(directory).lstrip("/") / "storage-pools" / POOL
+    handle = os.open(pool, os.O_RDONLY)
+    try:
+        fcntl.ioctl(handle, QUOTA_CTL, struct.pack("QQ", ENABLE_SIMPLE_QUOTA, 0))
+    except OSError:  # EINVAL before 6.7: correct, only slower
+        pass
+    finally:
+        os.close(handle)
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,7 @@ def start(pool_size: str = "40GiB", engine: Engine = LXD) -> Daemon:
             check=True,
             capture_output=True,
         )
+        simple_quotas(process.pid, directory)
     except (subprocess.CalledProcessError, OSError) as exc:
         stop(daemon)
         detail = getattr(exc, "stderr", b"") or b""

@@ -44,7 +44,8 @@ class Bridge:
     name: str
     subnet: ipaddress.IPv4Network
     egress: str
-    """The key (`egress_key`) of the egress its ACL holds; "" for one in use (not read)."""
+    """The key (`egress_key`) of the egress its ACL holds, as known here (`_egress`); ""
+    for one in use (not read)."""
     users: set[str]
     """Playgrounds whose machines are attached to it (one, or none while it is free)."""
 
@@ -100,6 +101,9 @@ class Bridges:
         """Networks' records by name, as read once (`_bridges`)."""
         self._nics: dict[str, tuple[str, frozenset[str]]] = {}
         """Instance name -> (its playground, the bridges its NICs are attached to)."""
+        self._egress: dict[str, str] = {}
+        """Bridge -> the egress its ACL holds, as last read or written here. Another process
+        may have rewritten it since: what a start takes is read again (`_free_bridge`)."""
         self._subnets: list[ipaddress.IPv4Network] = []
         """Of every network on the server (labyard's or not), as `_bridges` last read them
         (under `lock`): a new bridge's must overlap none."""
@@ -144,8 +148,11 @@ class Bridges:
         for bridge in sorted(free, key=lambda b: b.egress != key):  # the same egress first
             if not await self._still_free(bridge):
                 continue
-            if bridge.egress == key:
-                return bridge
+            # What its ACL holds, read again: the egress known here may be another process's
+            # rewrite behind, and a playground must never get a bridge that lets out more.
+            held = await self._egress_of(bridge.name)
+            if held == key:
+                return dataclasses.replace(bridge, egress=key)
             try:  # rewritten: only while every member can be told
                 await self._set_egress(bridge, spec.manifest.egress, key, local)
             except LxdError:
@@ -155,7 +162,8 @@ class Bridges:
 
     async def _bridges(self) -> dict[str, Bridge]:
         """This project's bridges: their subnets, the playgrounds whose machines use them
-        (from the instances' NICs), and, for the free ones, the egress their ACLs hold.
+        (from the instances' NICs), and, for the free ones, the egress their ACLs hold (as
+        known here: each ACL is read once).
 
         Not from LXD's listing of networks or ACLs with their records: for each one it
         works out its users from every instance, which on a cluster of 60 playgrounds took
@@ -186,10 +194,13 @@ class Bridges:
                 continue  # made while a member was down: pending on some, never usable
             name = str(network["name"])
             found[name] = Bridge(name, subnet, "", users[name] - {""})
+        for gone in set(self._egress) - set(found):
+            del self._egress[gone]
         free = [b for b in found.values() if not b.users and b.name not in self.claimed]
-        held = await asyncio.gather(*(self._egress_of(b.name) for b in free))
-        for bridge, key in zip(free, held, strict=True):
-            found[bridge.name] = dataclasses.replace(bridge, egress=key)
+        unknown = [b.name for b in free if b.name not in self._egress]
+        await asyncio.gather(*(self._egress_of(name) for name in unknown))
+        for bridge in free:
+            found[bridge.name] = dataclasses.replace(bridge, egress=self._egress[bridge.name])
         return found
 
     async def _attached(self) -> dict[str, set[str]]:
@@ -220,6 +231,15 @@ class Bridges:
                 users[parent].add(owner)
         return users
 
+    def _covered(self, local: LocalSettings) -> set[str]:
+        """Networks of this server whose host addresses need no reading: those made from the
+        subnet pool (which machines never reach, and whose subnets `_subnets` holds)."""
+        return {
+            name
+            for name, record in self._records.items()
+            if (subnet := _subnet_of(record)) is not None and subnet.subnet_of(local.subnet_pool)
+        }
+
     async def _record(self, name: str) -> dict[str, Any] | None:
         try:
             found: dict[str, Any] = await self.lxd.request(
@@ -240,6 +260,8 @@ class Bridges:
         )
 
     async def _egress_of(self, bridge: str) -> str:
+        """What the bridge's ACL holds, read (LXD works out an ACL's users on each read:
+        half a second at 60 playgrounds; `_egress` keeps it)."""
         try:
             acl = await self.lxd.request(
                 "GET",
@@ -249,8 +271,10 @@ class Bridges:
         except LxdError as exc:
             if exc.status != 404:
                 raise
+            self._egress[bridge] = ""
             return ""  # a start that died half-way made the bridge but not its ACL
-        return str((acl.get("config") or {}).get(config.EGRESS, ""))
+        self._egress[bridge] = str((acl.get("config") or {}).get(config.EGRESS, ""))
+        return self._egress[bridge]
 
     async def _make_bridge(
         self,
@@ -261,7 +285,7 @@ class Bridges:
     ) -> Bridge:
         """A new bridge, its ACL holding `egress_` (every member must be up)."""
         used = [*self._subnets, *(b.subnet for b in bridges.values())]
-        used += await self.members.every_host_address(whole=True)  # LXD's or not
+        used += await self.members.every_host_address(True, self._covered(local))  # LXD's or not
         subnet = subnets.allocate(local.subnet_pool, (1 << (32 - prefix)) - subnets.RESERVED, used)
         name = config.new_bridge_name()
         key = egress_key(egress_, local.egress_allow)
@@ -283,6 +307,7 @@ class Bridges:
                 await self._delete(f"/1.0/network-acls/{config.acl_of(name)}")
             raise
         bridges[name] = Bridge(name, subnet, key, set())
+        self._egress[name] = key
         self._subnets.append(subnet)
         return bridges[name]
 
@@ -295,19 +320,24 @@ class Bridges:
     ) -> dict[str, Any]:
         gateway = subnet.network_address + 1
         policy = egress.policy(egress_, local.egress_allow, [str(gateway)])
-        never = [local.subnet_pool, *await self.members.every_host_address()]
+        never = [
+            local.subnet_pool,
+            *await self.members.every_host_address(False, self._covered(local)),
+        ]
         return config.acl(project=self.project, key=key, subnet=subnet, policy=policy, never=never)
 
     async def _set_egress(
         self, bridge: Bridge, egress_: bool | tuple[str, ...], key: str, local: LocalSettings
     ) -> None:
         body = await self._acl_body(bridge.subnet, egress_, key, local)
+        self._egress.pop(bridge.name, None)  # unknown, should the rewrite fail half-way
         await self.lxd.request(
             "PUT",
             f"/1.0/network-acls/{config.acl_of(bridge.name)}",
             body=body,
             params={"project": config.DEFAULT_PROJECT},
         )
+        self._egress[bridge.name] = key
 
     async def refill(self, local: LocalSettings) -> None:
         """Keep SPARE_NETWORKS free bridges: on a cluster, made ahead with the default

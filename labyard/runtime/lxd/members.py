@@ -18,6 +18,7 @@ import dataclasses
 import ipaddress
 import time
 import urllib.parse
+from collections.abc import Collection
 from typing import Any
 
 from labyard.errors import Conflict, LimitExceeded
@@ -86,9 +87,13 @@ class Members:
         parsed = urllib.parse.urlparse(self.lxd.endpoint.url)
         return "127.0.0.1" if parsed.scheme == "unix" else str(parsed.hostname)
 
-    async def every_host_address(self, whole: bool = False) -> list[ipaddress.IPv4Network]:
+    async def every_host_address(
+        self, whole: bool = False, skip: Collection[str] = ()
+    ) -> list[ipaddress.IPv4Network]:
         """`_host_addresses` of every member: a bridge exists on each of them, and a
-        playground may be moved to any."""
+        playground may be moved to any. `skip`: networks whose addresses the caller has
+        covered already. LxdError when a member's were never read: an egress rule made
+        without them would let machines reach that host."""
         members: list[str | None] = [None]
         if (await self.lxd.server()).clustered:
             members = [*await self.names()]
@@ -98,23 +103,34 @@ class Members:
             if cached is None or time.monotonic() - cached[0] > HOST_ADDRESSES_TTL_S:
                 with contextlib.suppress(LxdError, TimeoutError):
                     async with asyncio.timeout(MEMBER_TIMEOUT_S):
-                        addresses = await self._host_addresses(member, whole)
+                        addresses = await self._host_addresses(member, whole, skip)
                         cached = (time.monotonic(), addresses)
                         self._host_cache[(member, whole)] = cached
-            found += cached[1] if cached else []
+            if cached is None:
+                raise LxdError(
+                    f"cluster member {member or 'the server'} did not say its own addresses "
+                    f"within {MEMBER_TIMEOUT_S:g} s",
+                    0,
+                )
+            found += cached[1]
         return found
 
     async def _host_addresses(
-        self, member: str | None, whole: bool = False
+        self, member: str | None, whole: bool, skip: Collection[str]
     ) -> list[ipaddress.IPv4Network]:
         """Every IPv4 address of the member's own interfaces (the host a machine must never
         reach, as the local driver's fib rule keeps it from its host); with `whole`, the
         networks they are on (which a new bridge's subnet must not overlap)."""
         params = {"project": config.DEFAULT_PROJECT, **({"target": member} if member else {})}
-        names = await self.lxd.request("GET", "/1.0/networks", params=params)
+        urls = await self.lxd.request("GET", "/1.0/networks", params=params)
+        # At 200 playgrounds, playgrounds' bridges are most of the reads: the caller skips
+        # those it knows (bridges.Bridges._covered).
+        theirs = [u for u in urls if _name_of(u) not in skip]
+        states = await asyncio.gather(
+            *(self.lxd.request("GET", f"{url}/state", params=params) for url in theirs)
+        )
         found = []
-        for url in names:
-            state = await self.lxd.request("GET", f"{url}/state", params=params)
+        for state in states:
             for address in (state or {}).get("addresses", []):
                 if address.get("family") == "inet":
                     prefix = address.get("netmask", "32") if whole else "32"
@@ -189,6 +205,10 @@ class Members:
         await self.lxd.request(
             "POST", f"/1.0/cluster/members/{member}/state", body={"action": action}, project=False
         )
+
+
+def _name_of(url: str) -> str:
+    return str(url).split("?")[0].rsplit("/", 1)[-1]
 
 
 def _roomiest(members: list[ClusterMember]) -> ClusterMember:
