@@ -99,14 +99,26 @@ def lxd_settings(daemon: lxd_daemons.Daemon, data_dir: Path, project: str) -> Se
     )
 
 
-@pytest.fixture(scope="session")
-async def lxd_labyard(lxd_daemon: lxd_daemons.Daemon) -> AsyncIterator[Labyard]:
-    """A labyard instance of its own on the lxd driver (the session's LXD daemon)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="labyard-test-lxd-"))
-    instance = Labyard(lxd_settings(lxd_daemon, data_dir, "services"))
+async def _labyard_on(daemon: lxd_daemons.Daemon) -> AsyncIterator[Labyard]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"labyard-test-{daemon.engine.client}-"))
+    instance = Labyard(lxd_settings(daemon, data_dir, "services"))
     yield instance
     await dismantle(instance)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def lxd_labyard(lxd_daemon: lxd_daemons.Daemon) -> AsyncIterator[Labyard]:
+    """A labyard instance of its own on the lxd driver (the session's LXD daemon)."""
+    async for instance in _labyard_on(lxd_daemon):
+        yield instance
+
+
+@pytest.fixture(scope="session")
+async def incus_labyard(incus_daemon: lxd_daemons.Daemon) -> AsyncIterator[Labyard]:
+    """The same on the session's Incus daemon: the lxd driver speaking to Incus."""
+    async for instance in _labyard_on(incus_daemon):
+        yield instance
 
 
 class Starter:

@@ -34,7 +34,7 @@ from labyard.services.pools import Pools
 from labyard.services.tasks import Attempts
 from labyard.store import AttemptRow, PlaygroundRow
 from labyard.store.models import ClassBroadcastRow, ClassMemberRow
-from labyard.types import AttemptState
+from labyard.types import AttemptState, PlaygroundState
 
 ONLINE_S = 30.0
 EXTENSIONS_MIN = (10, 30, 60)
@@ -113,12 +113,16 @@ class ClassRoom:
         self, user: User, class_id: str, key: str, country: str | None = None
     ) -> Started | Queued:
         """Start the member's class content: Started once it runs, else Queued with the
-        position (class_starts.py). Starting what runs already gives it. It runs in the
-        class's region when the class is pinned to one, else in that of `country` (where
-        the member is, if known)."""
+        position (class_starts.py). Starting what runs already gives it; one that failed is
+        destroyed and started anew. It runs in the class's region when the class is pinned
+        to one, else in that of `country` (where the member is, if known)."""
         self._check_start(user, class_id, key)
         self.presence.seen(class_id, user.id)
         current = await self.current(user, class_id)
+        if isinstance(current, Started) and current.playground.state == PlaygroundState.FAILED:
+            # Its machines died (a lost server, an init that ended): a new one, not the wreck.
+            await self._destroy([current.playground.id])
+            current = None
         if isinstance(current, Queued) or (current is not None and current.content_key == key):
             return current
         if current is not None:

@@ -1,7 +1,7 @@
 """labyard on a real two-member LXD cluster (tests/lxd_cluster.py: two daemons, each in a
 network namespace of its own on one host bridge): placement by region, a region that is
-down, a member whose daemon is killed, adoption by a restarted control plane, draining a
-member, and the operator's `labyard cluster` commands.
+down, a member whose daemon is killed (under plain starts and mid-class), adoption by a
+restarted control plane, draining a member, and the operator's `labyard cluster` commands.
 
 Regions here: `europe` is cluster group `eu` (member m1, and every country not listed),
 `india` is group `india` (m2; IN), `mars` is group `mars`, which has no member (FR).
@@ -13,21 +13,27 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from labyard.errors import Conflict
+from labyard.errors import Conflict, NotFound
 from labyard.manifest import manifest_from_text
-from labyard.services import Labyard, Playground, reconcile
+from labyard.services import Labyard, Playground, User, reconcile
+from labyard.services.class_spec import ClassSpec
+from labyard.services.class_starts import Started
 from labyard.services.usage import Launch
 from labyard.settings import LxdSettings, Settings
-from labyard.types import MachineState
+from labyard.store.models import UsageSessionRow
+from labyard.types import EndReason, MachineState
 from tests import lxd_cluster
 from tests.conftest import IMAGES_DIR, REPO, dismantle
 
@@ -89,7 +95,7 @@ async def labyard(cluster: lxd_cluster.Cluster, data_dir: Path) -> AsyncIterator
 
 
 async def location(labyard: Labyard, playground: Playground) -> str:
-    name = f"ly-{playground.id}-one"
+    name = f"ly-{playground.id}-{playground.machines[0].name}"
     found = await labyard.driver.lxd.get(f"/1.0/instances/{name}")  # type: ignore[attr-defined]
     return str(found["location"])
 
@@ -207,6 +213,71 @@ async def test_a_lost_member_fails_its_playgrounds_and_starts_go_elsewhere(
         cluster.restart("m2")
     await labyard.playgrounds.destroy(lost.id)
     await labyard.playgrounds.destroy(kept.id)
+
+
+async def test_a_member_lost_mid_class_fails_its_learners_playgrounds_and_they_start_anew(
+    labyard: Labyard, cluster: lxd_cluster.Cluster
+) -> None:
+    """A class pinned to India (m2) is under way when m2's daemon is killed: the learner's
+    class playground turns `failed` with the sentence they read, its usage session ends
+    once, and starting the class's content again replaces the wreck with a playground on
+    m1 that answers. The control: a learner of a class pinned to Europe runs on, on m1."""
+
+    def person(role: str = "learner") -> User:
+        email = f"{role}-{secrets.token_hex(4)}@example.org"
+        return labyard.accounts.create_user(email, "correct horse battery", role)
+
+    teacher = person("instructor")
+    at = datetime.now(UTC)
+    window = {"starts_at": at - timedelta(minutes=1), "ends_at": at + timedelta(hours=1)}
+    india = labyard.classes.create(
+        teacher, ClassSpec(title="Mumbai", content=["linux"], seats=2, region="india", **window)
+    )
+    europe = labyard.classes.create(
+        teacher, ClassSpec(title="Berlin", content=["linux"], seats=2, region="europe", **window)
+    )
+    ada, bob = person(), person()
+    labyard.classes.join(ada, india.join_code)
+    labyard.classes.join(bob, europe.join_code)
+
+    async def start(learner: User, class_id: str) -> Playground:
+        got = await labyard.class_room.start(learner, class_id, "linux")
+        assert isinstance(got, Started), got  # not queued: the class has seats and no pool
+        return got.playground
+
+    lost, kept = await start(ada, india.id), await start(bob, europe.id)
+    try:
+        assert await location(labyard, lost) == "m2" and await location(labyard, kept) == "m1"
+        cluster.kill("m2")
+        try:
+            await reconcile(labyard.playgrounds)
+            failed = await labyard.playgrounds.get(lost.id)
+            assert failed.state == "failed", failed
+            reason = (await labyard.driver.status(lost.id))[lost.machines[0].name].reason
+            assert "the server holding machine" in reason and "unreachable" in reason, reason
+            assert (await labyard.playgrounds.get(kept.id)).state == "running"  # the control
+            with labyard.db.session() as session:
+                sessions = session.scalars(
+                    select(UsageSessionRow).where(UsageSessionRow.playground_id == lost.id)
+                ).all()
+            ended = [(s.end_reason, s.ended_at is not None) for s in sessions]
+            assert ended == [(EndReason.CRASHED, True)], ended  # one session, closed once
+
+            began = time.monotonic()
+            anew = await start(ada, india.id)
+            assert time.monotonic() - began < 60
+            assert anew.id != lost.id and await location(labyard, anew) == "m1"
+            assert await answers(labyard, anew)
+            with pytest.raises(NotFound):
+                await labyard.playgrounds.get(lost.id)
+        finally:
+            cluster.restart("m2")
+        await reconcile(labyard.playgrounds)  # the wreck's machine, back with m2, goes
+        names = await labyard.driver.lxd.get("/1.0/instances")  # type: ignore[attr-defined]
+        assert not [n for n in names if lost.id in n], names
+    finally:
+        for cls in (india, europe):
+            await labyard.class_room.end(teacher, cls.id)
 
 
 async def test_draining_a_member_stops_its_playgrounds_and_starts_go_elsewhere(

@@ -1,6 +1,6 @@
 """The escape suite's machines: one `linux` and one `docker` playground for the whole
-package, on each driver that runs machines for strangers (local and lxd), each case run
-from root in all four. Limits are small so exhaustion cases end fast."""
+package, on each driver that runs machines for strangers (local, and lxd on LXD and on
+Incus), each case run from root in every one. Limits are small so exhaustion cases end fast."""
 
 from __future__ import annotations
 
@@ -84,13 +84,12 @@ async def _until_ready(machine: Machine) -> None:
         await asyncio.sleep(0.5)
 
 
-@pytest.fixture(scope="package", params=["local", "lxd"])
+@pytest.fixture(scope="package", params=["local", "lxd", "incus"])
 def engine(request: pytest.FixtureRequest) -> Labyard:
     """The labyard instance whose machines the cases attack: every case runs against the
-    local driver's runc machines and the lxd driver's LXD containers."""
-    found: Labyard = request.getfixturevalue(
-        "labyard" if request.param == "local" else "lxd_labyard"
-    )
+    local driver's runc machines and the lxd driver's containers, on LXD and on Incus."""
+    fixture = {"local": "labyard", "lxd": "lxd_labyard", "incus": "incus_labyard"}
+    found: Labyard = request.getfixturevalue(fixture[request.param])
     return found
 
 

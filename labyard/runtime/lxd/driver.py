@@ -462,9 +462,13 @@ class LxdDriver(Driver):
         )
 
     async def destroy(self, playground_id: str) -> None:
+        """Delete its instances. Those on an unreachable member are left: no playground owns
+        them any more, so the reconciler removes them once their member is back (`list`
+        names them), and a learner is not kept waiting on a server that is gone."""
         _check_id(playground_id)
         found = await self._instances(playground_id)
-        await asyncio.gather(*(self._delete_instance(i) for i in found.values()))
+        reachable = [i for i in found.values() if i.get("config") is not None]
+        await asyncio.gather(*(self._delete_instance(i) for i in reachable))
         with contextlib.suppress(LxdError):
             await self._bridges.refill(
                 self.settings.local
