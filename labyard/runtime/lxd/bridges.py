@@ -26,7 +26,7 @@ from typing import Any
 from labyard.runtime import egress, subnets
 from labyard.runtime.base import PlaygroundSpec
 from labyard.runtime.lxd import config, instances
-from labyard.runtime.lxd.client import Lxd, LxdError
+from labyard.runtime.lxd.client import Lxd, LxdError, name_of
 from labyard.runtime.lxd.members import Members
 from labyard.runtime.machine_setup import addresses_needed
 from labyard.settings import LocalSettings
@@ -172,7 +172,7 @@ class Bridges:
         itself (`_still_free`)."""
         params = {"project": config.DEFAULT_PROJECT}
         urls = await self.lxd.request("GET", "/1.0/networks", params=params)
-        names = [str(url).split("?")[0].rsplit("/", 1)[-1] for url in urls]
+        names = [name_of(url) for url in urls]
         for gone in set(self._records) - set(names):
             del self._records[gone]
         unread = [n for n in names if not _settled(self._records.get(n))]
@@ -219,7 +219,7 @@ class Bridges:
         else:
             records = await instances.read(self.lxd, unread)
         for name, record in records.items():
-            if record.get("config") is not None:
+            if not instances.unreachable(record):
                 devices = (record.get("devices") or {}).values()
                 nics = {
                     str(d["parent"]) for d in devices if d.get("type") == "nic" and d.get("parent")

@@ -200,5 +200,10 @@ def _envelope(response: httpx.Response) -> dict[str, Any]:
     return envelope if isinstance(envelope, dict) else {}
 
 
+def name_of(url: str) -> str:
+    """The name at the end of an object's URL in a listing (`/1.0/networks/br0?project=x`)."""
+    return str(url).split("?")[0].rsplit("/", 1)[-1]
+
+
 def is_missing(exc: LxdError) -> bool:
     return exc.status == 404

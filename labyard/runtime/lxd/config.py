@@ -38,9 +38,6 @@ SSH_DEVICE = "labyard-ssh"
 INTERNET = ipaddress.IPv4Network("0.0.0.0/0")
 
 
-BRIDGE_PREFIX = "lyx"
-
-
 def instance_name(playground_id: str, machine: str) -> str:
     return f"ly-{playground_id}-{machine}"
 
@@ -49,7 +46,7 @@ def new_bridge_name() -> str:
     # Not `lyb`: the local driver's nftables rules match its bridges by that prefix, and a
     # host may run both drivers. Bridges are reused by one playground after another, so
     # their names say nothing of a playground.
-    return BRIDGE_PREFIX + "".join(secrets.choice(ID_ALPHABET) for _ in range(9))
+    return "lyx" + "".join(secrets.choice(ID_ALPHABET) for _ in range(9))
 
 
 def acl_of(bridge: str) -> str:

@@ -369,7 +369,7 @@ class LxdDriver(Driver):
     def _dead(self, machine: str, instance: dict[str, Any]) -> bool:
         """It reads failed, on a member that answers."""
         failed = self._status(machine, instance).state == MachineState.FAILED
-        return failed and instance.get("config") is not None
+        return failed and not instances.unreachable(instance)
 
     def _status(self, machine: str, instance: dict[str, Any]) -> MachineStatus:
         status = instance.get("status")
@@ -377,7 +377,7 @@ class LxdDriver(Driver):
             return MachineStatus(MachineState.RUNNING)
         if instance["name"] in self._starting or status == "Starting":
             return MachineStatus(MachineState.PENDING)
-        if status == "Error" and instance.get("config") is None:
+        if status == "Error" and instances.unreachable(instance):
             where = instance.get("location") or "the server"
             return MachineStatus(
                 MachineState.FAILED,
@@ -467,7 +467,7 @@ class LxdDriver(Driver):
         names them), and a learner is not kept waiting on a server that is gone."""
         _check_id(playground_id)
         found = await self._instances(playground_id)
-        reachable = [i for i in found.values() if i.get("config") is not None]
+        reachable = [i for i in found.values() if not instances.unreachable(i)]
         await asyncio.gather(*(self._delete_instance(i) for i in reachable))
         with contextlib.suppress(LxdError):
             await self._bridges.refill(

@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 from labyard.runtime.lxd import config
-from labyard.runtime.lxd.client import Lxd, LxdError, is_missing
+from labyard.runtime.lxd.client import Lxd, LxdError, is_missing, name_of
 
 READ_TIMEOUT_S = 2.0
 
@@ -23,7 +23,7 @@ READ_TIMEOUT_S = 2.0
 async def names(lxd: Lxd) -> list[str]:
     """Every instance of the project, by name."""
     urls = await lxd.get("/1.0/instances")
-    return [str(url).split("?")[0].rsplit("/", 1)[-1] for url in urls]
+    return [name_of(url) for url in urls]
 
 
 async def listing(lxd: Lxd) -> list[dict[str, Any]]:
@@ -31,6 +31,11 @@ async def listing(lxd: Lxd) -> list[dict[str, Any]]:
     `Error`, with no config)."""
     found: list[dict[str, Any]] = await lxd.get("/1.0/instances", recursion="1")
     return found
+
+
+def unreachable(record: dict[str, Any]) -> bool:
+    """An instance on a member that does not answer: the listing gives it no config."""
+    return record.get("config") is None
 
 
 async def read(lxd: Lxd, wanted: list[str]) -> dict[str, dict[str, Any]]:

@@ -25,7 +25,7 @@ from labyard.errors import Conflict, LimitExceeded
 from labyard.runtime.base import PlaygroundSpec
 from labyard.runtime.capabilities import ClusterMember
 from labyard.runtime.lxd import config, instances
-from labyard.runtime.lxd.client import Lxd, LxdError
+from labyard.runtime.lxd.client import Lxd, LxdError, name_of
 
 HOST_ADDRESSES_TTL_S = 60.0
 MEMBER_TIMEOUT_S = 3.0
@@ -125,7 +125,7 @@ class Members:
         urls = await self.lxd.request("GET", "/1.0/networks", params=params)
         # At 200 playgrounds, playgrounds' bridges are most of the reads: the caller skips
         # those it knows (bridges.Bridges._covered).
-        theirs = [u for u in urls if _name_of(u) not in skip]
+        theirs = [u for u in urls if name_of(u) not in skip]
         states = await asyncio.gather(
             *(self.lxd.request("GET", f"{url}/state", params=params) for url in theirs)
         )
@@ -205,10 +205,6 @@ class Members:
         await self.lxd.request(
             "POST", f"/1.0/cluster/members/{member}/state", body={"action": action}, project=False
         )
-
-
-def _name_of(url: str) -> str:
-    return str(url).split("?")[0].rsplit("/", 1)[-1]
 
 
 def _roomiest(members: list[ClusterMember]) -> ClusterMember:
