@@ -36,7 +36,8 @@ def simple_quotas(daemon_pid: int, directory: Path) -> None:
     on and keeps them. A full quota group walks every snapshot sharing an extent on each
     change, so LXD's first-start change of owner of every file (its remap) took 0.14 s
     longer for each container already made from the image; with simple quotas it stays
-    flat (3.5 s starts at 10 and at 30 machines on this 2-core host, against 4.0 -> 6.8 s).
+    flat (medians of starts 11-20 and 21-30 on a 2-core host: 3.5 and 3.6 s, against 5.4
+    and 6.8 s).
     A machine's limit then counts what it writes, not the image it started from, as the
     local driver's disk file does. On an older kernel the pool keeps LXD's own quotas."""
     pool = Path(f"/proc/{daemon_pid}/root") / str(directory).lstrip("/") / "storage-pools" / POOL
